@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything claimsflow needs on a fresh machine: a Python venv in .venv (runtime + dev
+# requirements, the project itself with its `claimsflow` command) and Azurite from npm in .tools/.
+# Safe to run again: it only installs what is missing or changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.requirements.sha
+want=$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -r requirements-dev.txt
+  .venv/bin/python -m pip install --quiet --no-deps -e .
+  echo "$want" > "$stamp"
+fi
+
+if [ ! -x .tools/node_modules/.bin/azurite ]; then
+  mkdir -p .tools
+  (cd .tools && npm install --silent --no-audit --no-fund --no-save azurite@3.35.0 >/dev/null)
+fi

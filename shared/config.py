@@ -1,0 +1,165 @@
+"""The one settings object: every app setting the code reads, typed, validated at start.
+
+Names are the app-setting names used in Azure, ``local.settings.json``, Bicep and Terraform, so
+the parity check in ``tests/infra`` can compare them. Settings referenced only by bindings
+(``%XACT_EVENTHUB_NAME%``) are read here too, so a misconfigured app fails fast in one place.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_ALLOWED_ATTACHMENT_HOSTS: tuple[str, ...] = (
+    "usw2-prod-xn-exportreceiver-publish.s3.us-west-2.amazonaws.com",
+    "claimxperience.s3.amazonaws.com",
+    "claimxperience.s3.us-east-1.amazonaws.com",
+    "www.claimxperience.com",
+    "claimxperience.com",
+    "xactware-claimx-us-prod.s3.us-west-1.amazonaws.com",
+)
+
+_UNRESOLVED = re.compile(r"\$\{[^}]*\}")
+_PRODUCTION_WORDS = ("prod", "production", "live")
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or unresolved; the app must not start."""
+
+
+class AttachmentApi(StrEnum):
+    BLOB = "blob"
+    DFS = "dfs"
+
+
+class Settings(BaseSettings):
+    """All app settings. Field aliases are the exact setting names."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, case_sensitive=False)
+
+    environment: str = Field("development", alias="ENVIRONMENT")
+
+    # State storage (dedup latch, staging, dead letters, flush/compaction leases) shares the host
+    # storage account: a connection string locally, identity-based service URIs in Azure.
+    storage_connection_string: str | None = Field(None, alias="AzureWebJobsStorage")
+    storage_blob_service_uri: str | None = Field(None, alias="AzureWebJobsStorage__blobServiceUri")
+    storage_table_service_uri: str | None = Field(None, alias="AzureWebJobsStorage__tableServiceUri")
+    storage_queue_service_uri: str | None = Field(None, alias="AzureWebJobsStorage__queueServiceUri")
+    storage_credential: str | None = Field(None, alias="AzureWebJobsStorage__credential")
+    managed_identity_client_id: str | None = Field(
+        None, validation_alias=AliasChoices("AzureWebJobsStorage__clientId", "AZURE_CLIENT_ID")
+    )
+
+    # Event Hubs (read by the trigger bindings through %NAME% references).
+    eventhub_connection_string: str | None = Field(None, alias="EventHubConnection")
+    eventhub_namespace: str | None = Field(None, alias="EventHubConnection__fullyQualifiedNamespace")
+    xact_eventhub_name: str = Field("xactanalysis", alias="XACT_EVENTHUB_NAME")
+    xact_consumer_group: str = Field("claimsflow-xact", alias="XACT_EVENTHUB_CONSUMER_GROUP")
+
+    # Durable task hub (host.json reads it as %TASKHUB_NAME%).
+    taskhub_name: str = Field("claimsflow", alias="TASKHUB_NAME")
+
+    # Lakehouse: Delta tables and attachment files.
+    lake_tables_uri: str = Field(
+        "abfss://lakehouse@devstoreaccount1.dfs.core.windows.net/Tables", alias="LAKE_TABLES_URI"
+    )
+    xact_attachments_uri: str = Field(
+        "abfss://lakehouse@devstoreaccount1.dfs.core.windows.net/Files/xact/attachments",
+        alias="XACT_ATTACHMENTS_URI",
+    )
+    attachment_api: AttachmentApi = Field(AttachmentApi.BLOB, alias="ATTACHMENT_API")
+
+    # Behaviour.
+    retry_delays_seconds: Annotated[tuple[int, ...], NoDecode] = Field(
+        (300, 600, 1200, 2400), alias="RETRY_DELAYS_SECONDS"
+    )
+    dedup_ttl_seconds: int = Field(86_400, alias="DEDUP_TTL_SECONDS", gt=0)
+    dedup_cache_size: int = Field(100_000, alias="DEDUP_CACHE_SIZE", gt=0)
+    table_shards: int = Field(16, alias="STATE_TABLE_SHARDS", ge=1, le=256)
+    allowed_attachment_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        DEFAULT_ALLOWED_ATTACHMENT_HOSTS, alias="ALLOWED_ATTACHMENT_HOSTS"
+    )
+    simulation_mode: bool = Field(False, alias="SIMULATION_MODE")
+    simulator_url: str | None = Field(None, alias="SIMULATOR_URL")
+    transfer_block_size_mb: int = Field(8, alias="TRANSFER_BLOCK_SIZE_MB", ge=1, le=100)
+    transfer_timeout_seconds: int = Field(300, alias="TRANSFER_TIMEOUT_SECONDS", gt=0)
+    max_attachment_mb: int = Field(2048, alias="MAX_ATTACHMENT_MB", gt=0)
+
+    # Timers.
+    flush_schedule: str = Field("*/15 * * * * *", alias="FLUSH_SCHEDULE")
+    compact_schedule: str = Field("0 17 * * * *", alias="COMPACT_SCHEDULE")
+    flush_max_rows: int = Field(5000, alias="FLUSH_MAX_ROWS", gt=0)
+    vacuum_retention_hours: int = Field(168, alias="VACUUM_RETENTION_HOURS", ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unresolved(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if isinstance(value, str) and _UNRESOLVED.search(value):
+                    raise ConfigError(f"setting {key} has an unresolved reference: {value!r}")
+        return data
+
+    @field_validator("retry_delays_seconds", mode="before")
+    @classmethod
+    def _parse_delays(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.replace(" ", "").split(",") if part]
+        delays = tuple(int(v) for v in value)
+        if any(d <= 0 for d in delays):
+            raise ConfigError("RETRY_DELAYS_SECONDS must be positive integers")
+        return delays
+
+    @field_validator("allowed_attachment_hosts", mode="before")
+    @classmethod
+    def _parse_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return tuple(h.lower() for h in value)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.simulation_mode and self.is_production:
+            raise ConfigError("SIMULATION_MODE is refused when the environment is production")
+        if not self.storage_connection_string and not (
+            self.storage_blob_service_uri and self.storage_table_service_uri
+        ):
+            raise ConfigError(
+                "state storage is not configured: set AzureWebJobsStorage, or "
+                "AzureWebJobsStorage__blobServiceUri and AzureWebJobsStorage__tableServiceUri"
+            )
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        lowered = self.environment.lower()
+        return any(word in lowered for word in _PRODUCTION_WORDS)
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_delays_seconds) + 1
+
+
+def setting_names() -> frozenset[str]:
+    """Every setting name the code reads (aliases of :class:`Settings`)."""
+    names: set[str] = set()
+    for field in Settings.model_fields.values():
+        if field.alias:
+            names.add(field.alias)
+        if isinstance(field.validation_alias, AliasChoices):
+            names.update(str(choice) for choice in field.validation_alias.choices)
+    return frozenset(names)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, read once per process."""
+    try:
+        return Settings()
+    except ValueError as exc:  # pydantic wraps our ConfigError in a ValidationError
+        raise ConfigError(str(exc)) from exc
