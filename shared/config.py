@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     xact_consumer_group: str = Field("claimsflow-xact", alias="XACT_EVENTHUB_CONSUMER_GROUP")
 
     # Durable task hub (host.json reads it as %TASKHUB_NAME%).
-    taskhub_name: str = Field("claimsflow", alias="TASKHUB_NAME")
+    taskhub_name: str = Field("claimsflow", alias="TASKHUB_NAME", pattern=r"^[A-Za-z][A-Za-z0-9]{2,44}$")
 
     # Lakehouse: Delta tables and attachment files.
     lake_tables_uri: str = Field(
@@ -139,6 +139,14 @@ class Settings(BaseSettings):
     def is_production(self) -> bool:
         lowered = self.environment.lower()
         return any(word in lowered for word in _PRODUCTION_WORDS)
+
+    def state_table(self, suffix: str) -> str:
+        """Name of a state table (dedup, staging, dead letters), scoped like the task hub."""
+        return f"{self.taskhub_name}{suffix}"
+
+    def state_container(self, suffix: str) -> str:
+        """Name of a state blob container (leases, large dead-letter payloads)."""
+        return f"{self.taskhub_name.lower()}-{suffix}"
 
     @property
     def max_attempts(self) -> int:

@@ -1,0 +1,54 @@
+"""Retry by error class inside an orchestrator, with durable timers (deterministic, no I/O).
+
+Python's ``RetryOptions`` has no backoff list and no error predicate, so the loop is ours:
+PERMANENT stops at once; TRANSIENT, AUTH, CIRCUIT_OPEN and UNKNOWN wait ``delays[n]`` and try
+again, so ``len(delays)`` retries follow the first attempt (the seed lost its last one).
+Activities return :func:`ok` / :func:`failed` envelopes; an activity that raises counts as UNKNOWN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from datetime import timedelta
+from typing import Any
+
+from shared.errors import MAX_ERROR_CHARS, ErrorCategory, Failure
+from shared.redact import redact_text
+
+Outcome = dict[str, Any]
+
+
+def ok(value: Any = None) -> Outcome:
+    return {"ok": True, "value": value}
+
+
+def failed(failure: Failure) -> Outcome:
+    return {"ok": False, "failure": failure.to_dict()}
+
+
+def outcome_failure(outcome: Outcome) -> Failure | None:
+    return None if outcome["ok"] else Failure.from_dict(outcome["failure"])
+
+
+def activity_exception_failure(exc: BaseException) -> Failure:
+    """An activity raised: the host reports ``Reason \\n Details``; keep the reason, redacted."""
+    reason = str(exc).split("\n", 1)[0].strip() or type(exc).__name__
+    return Failure(ErrorCategory.UNKNOWN, redact_text(reason)[:MAX_ERROR_CHARS])
+
+
+def call_with_retries(
+    context: Any, activity: str, payload: dict[str, Any], delays: Sequence[int]
+) -> Generator[Any, Any, tuple[Outcome, int]]:
+    """``outcome, retries = yield from call_with_retries(...)`` inside an orchestrator."""
+    retries = 0
+    while True:
+        try:
+            outcome: Outcome = yield context.call_activity(activity, {**payload, "retry_count": retries})
+        except Exception as exc:  # the activity raised: unexpected, classified UNKNOWN
+            outcome = failed(activity_exception_failure(exc))
+        failure = outcome_failure(outcome)
+        if failure is None or not failure.category.is_retryable or retries >= len(delays):
+            return outcome, retries
+        fire_at = context.current_utc_datetime + timedelta(seconds=delays[retries])
+        yield context.create_timer(fire_at)
+        retries += 1

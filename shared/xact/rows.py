@@ -1,0 +1,75 @@
+"""Rows for the XACT Delta tables (reference §2.8), built from validated events and outcomes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.xact.events import XactEvent
+
+XACT_EVENTS = "xact_events"
+XACT_ATTACHMENTS = "xact_attachments"
+XACT_ATTACHMENTS_FAILED = "xact_attachments_failed"
+
+_DATA_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("description", "description"),
+    ("assignment_id", "assignmentId"),
+    ("original_assignment_id", "originalAssignmentId"),
+    ("xn_address", "xnAddress"),
+    ("carrier_id", "carrierId"),
+    ("estimate_version", "estimateVersion"),
+    ("note", "note"),
+    ("author", "author"),
+    ("sender_reviewer_name", "senderReviewerName"),
+    ("sender_reviewer_email", "senderReviewerEmail"),
+    ("carrier_reviewer_name", "carrierReviewerName"),
+    ("carrier_reviewer_email", "carrierReviewerEmail"),
+    ("event_datetime_mdt", "dateTime"),
+)
+_NESTED_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("claim_number", ("adm", "coverageLoss", "claimNumber")),
+    ("contact_type", ("contact", "type")),
+    ("contact_name", ("contact", "name")),
+    ("contact_phone_type", ("contact", "contactMethods", "phone", "type")),
+    ("contact_phone_number", ("contact", "contactMethods", "phone", "number")),
+    ("contact_phone_extension", ("contact", "contactMethods", "phone", "extension")),
+    ("contact_email_address", ("contact", "contactMethods", "email", "address")),
+)
+
+
+def event_row(event: XactEvent, *, created_at: datetime) -> dict[str, Any]:
+    """The ``xact_events`` row: every valid event, including those skipped downstream."""
+    row: dict[str, Any] = {
+        "type": event.type,
+        "status_subtype": event.status_subtype,
+        "version": event.version,
+        "ingested_at": event.occurred_at,
+        "event_date": event.event_date,
+        "trace_id": event.trace_id,
+        "event_id": event.event_id,
+    }
+    for column, key in _DATA_COLUMNS:
+        row[column] = _text(event.data.get(key))
+    row["attachments"] = ",".join(event.attachments) or None
+    for column, path in _NESTED_COLUMNS:
+        row[column] = _text(_dig(event.data, path))
+    row["raw_json"] = event.raw
+    row["created_at"] = created_at
+    row["created_date"] = created_at.date()
+    return row
+
+
+def _dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = data
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = str(value).strip()
+    return text or None
