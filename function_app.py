@@ -5,4 +5,9 @@ from __future__ import annotations
 import azure.durable_functions as df
 import azure.functions as func
 
+from functions import health, lakehouse, xact
+
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(xact.bp)
+app.register_functions(lakehouse.bp)
+app.register_functions(health.bp)

@@ -66,7 +66,13 @@ class Azurite:
         return connection_string(self.blob_port, self.queue_port, self.table_port)
 
     @classmethod
-    def start(cls, location: Path | None = None, extra_accounts: tuple[str, ...] = ("onelake",)) -> Azurite:
+    def start(
+        cls,
+        location: Path | None = None,
+        extra_accounts: tuple[str, ...] = ("onelake",),
+        *,
+        prefer_default_ports: bool = False,
+    ) -> Azurite:
         binary = Path(os.environ.get("AZURITE_BIN", AZURITE_BIN))
         if not binary.exists():
             found = shutil.which("azurite")
@@ -75,7 +81,11 @@ class Azurite:
             binary = Path(found)
         owns = location is None
         location = location or Path(tempfile.mkdtemp(prefix="azurite-"))
-        ports = (free_port(), free_port(), free_port())
+        defaults = (10000, 10001, 10002)
+        if prefer_default_ports and not any(port_open("127.0.0.1", p) for p in defaults):
+            ports = defaults
+        else:
+            ports = (free_port(), free_port(), free_port())
         accounts = ";".join(f"{name}:{EMULATOR_KEY}" for name in (EMULATOR_ACCOUNT, *extra_accounts))
         env = {**os.environ, "AZURITE_ACCOUNTS": accounts}
         log = open(location / "azurite.log", "wb")  # noqa: SIM115  (kept open for the process)

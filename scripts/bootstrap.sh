@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.requirements.sha
-want=$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-dev.txt requirements-infra.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -r requirements-dev.txt
@@ -21,4 +21,9 @@ fi
 if [ ! -x .tools/node_modules/.bin/azurite ]; then
   mkdir -p .tools
   (cd .tools && npm install --silent --no-audit --no-fund --no-save azurite@3.35.0 >/dev/null)
+fi
+
+# checkov for the offline IaC checks (tests/infra), in its own venv: its pins clash with the app's.
+if ! cmp -s infra/checkov/requirements.txt .tools/checkov/.requirements.txt 2>/dev/null; then
+  "$PYTHON" -m venv .tools/checkov && .tools/checkov/bin/python -m pip install --quiet -r infra/checkov/requirements.txt && cp infra/checkov/requirements.txt .tools/checkov/.requirements.txt
 fi

@@ -19,7 +19,7 @@ from azure.storage.blob import ContainerClient
 
 from shared.errors import MAX_ERROR_CHARS
 from shared.redact import redact_text
-from shared.sharding import partition_key, table_safe_key
+from shared.sharding import partition_key, safe_row_key, shard_of
 
 INLINE_PAYLOAD_CHARS = 30_000  # a Table string property holds 32K UTF-16 characters
 
@@ -64,7 +64,7 @@ class DeadLetterStore:
         self._shards = shards
 
     def _keys(self, letter_id: str) -> tuple[str, str]:
-        return partition_key("dl", letter_id, self._shards), table_safe_key(letter_id)
+        return partition_key("dl", shard_of(letter_id, self._shards)), safe_row_key(letter_id)
 
     def record(self, letter: DeadLetter) -> bool:
         """Store the record once; ``False`` when a record with this id already exists."""

@@ -22,7 +22,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 from cachetools import TTLCache
 
-from shared.sharding import partition_key, table_safe_key
+from shared.sharding import partition_key, safe_row_key, shard_of
 
 MAX_BATCH = 100  # Azure Tables transaction limit
 
@@ -62,8 +62,8 @@ class DedupLatch:
 
     def _entity(self, key: str, state: LatchState) -> dict[str, object]:
         return {
-            "PartitionKey": partition_key("dedup", key, self._shards),
-            "RowKey": table_safe_key(key),
+            "PartitionKey": partition_key("dedup", shard_of(key, self._shards)),
+            "RowKey": safe_row_key(key),
             "key": key,
             "state": state.value,
             "claimed_at": self._now(),
@@ -76,7 +76,7 @@ class DedupLatch:
         groups: dict[str, list[str]] = defaultdict(list)
         for key in keys:
             if key not in results:
-                groups[partition_key("dedup", key, self._shards)].append(key)
+                groups[partition_key("dedup", shard_of(key, self._shards))].append(key)
         chunks = [
             group[i : i + MAX_BATCH] for group in groups.values() for i in range(0, len(group), MAX_BATCH)
         ]

@@ -1,27 +1,27 @@
-"""Spreading keys over Azure Table partitions (one partition serves about 2,000 entities/s)."""
+"""Spreading keys over Azure Table partitions (one partition serves about 2,000 entities/s), and
+making any key a legal RowKey. Used by the dedup latch, staging and dead letters alike."""
 
 from __future__ import annotations
 
 import hashlib
-import re
 
-_FORBIDDEN = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f%]")
-MAX_KEY_CHARS = 512
+MAX_ROW_KEY = 255
+_FORBIDDEN = frozenset("/\\#?%") | {chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 def shard_of(key: str, shards: int) -> int:
-    """A stable shard number for ``key`` (the same in every process and Python version)."""
-    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % shards
+    """Stable across processes and Python versions (``hash()`` is salted per process)."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % shards
 
 
-def partition_key(prefix: str, key: str, shards: int) -> str:
-    return f"{prefix}-{shard_of(key, shards):03d}"
+def partition_key(prefix: str, shard: int) -> str:
+    return f"{prefix}:{shard:03d}"
 
 
-def table_safe_key(key: str) -> str:
-    """A RowKey for ``key``: forbidden characters percent-escaped, very long keys hashed."""
-    escaped = _FORBIDDEN.sub(lambda m: f"%{ord(m.group(0)):02X}", key)
-    if len(escaped) <= MAX_KEY_CHARS:
+def safe_row_key(key: str) -> str:
+    """A RowKey for ``key``: forbidden characters percent-escaped (injective, since ``%`` is
+    escaped too), or ``%H<sha256>`` for long keys (an escaped key never contains ``%H``)."""
+    escaped = "".join(f"%{ord(ch):02X}" if ch in _FORBIDDEN else ch for ch in key)
+    if len(escaped) <= MAX_ROW_KEY:
         return escaped
-    return "h-" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return "%H" + hashlib.sha256(key.encode()).hexdigest()

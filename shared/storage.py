@@ -7,9 +7,11 @@ OneLake) with the app's managed identity. Nothing else in the code builds a stor
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from azure.core.credentials import AzureNamedKeyCredential
@@ -35,6 +37,8 @@ EMULATOR_CONNECTION_STRING = (
 )
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 ONELAKE_HOST = "onelake.dfs.fabric.microsoft.com"
+AZURITE_BLOB_URL_VARIABLE = "AZURITE_BLOB_STORAGE_URL"
+_ENV_LOCK = threading.Lock()
 
 
 def parse_connection_string(value: str) -> dict[str, str]:
@@ -134,17 +138,26 @@ class StorageFactory:
         return DefaultAzureCredential(managed_identity_client_id=client_id)
 
     # -- state account (dedup, staging, dead letters, leases) -----------------------------
-    def table_service(self) -> TableServiceClient:
+    def table_service(self, **client_options: Any) -> TableServiceClient:
+        """``client_options`` go to the SDK client (e.g. ``retry_total=0`` for a quick probe)."""
         if self._settings.storage_connection_string:
-            return TableServiceClient.from_connection_string(self._settings.storage_connection_string)
+            return TableServiceClient.from_connection_string(
+                self._settings.storage_connection_string, **client_options
+            )
         assert self._settings.storage_table_service_uri
-        return TableServiceClient(self._settings.storage_table_service_uri, credential=self.credential)
+        return TableServiceClient(
+            self._settings.storage_table_service_uri, credential=self.credential, **client_options
+        )
 
-    def blob_service(self) -> BlobServiceClient:
+    def blob_service(self, **client_options: Any) -> BlobServiceClient:
         if self._settings.storage_connection_string:
-            return BlobServiceClient.from_connection_string(self._settings.storage_connection_string)
+            return BlobServiceClient.from_connection_string(
+                self._settings.storage_connection_string, **client_options
+            )
         assert self._settings.storage_blob_service_uri
-        return BlobServiceClient(self._settings.storage_blob_service_uri, credential=self.credential)
+        return BlobServiceClient(
+            self._settings.storage_blob_service_uri, credential=self.credential, **client_options
+        )
 
     # -- lake (attachments and Delta tables) ----------------------------------------------
     def _lake_endpoint(self, location: LakeLocation) -> tuple[str, AzureNamedKeyCredential | None]:
@@ -163,15 +176,21 @@ class StorageFactory:
         return AsyncBlobServiceClient(url, credential=key if key is not None else self.async_credential)
 
     def delta_storage_options(self, location: LakeLocation) -> dict[str, str]:
-        """``storage_options`` for deltalake and polars for a table under ``location``."""
+        """``storage_options`` for deltalake and polars for a table under ``location``.
+
+        On Azurite, object_store must run in emulator mode: Azurite ignores the ``startFrom``
+        listing parameter that object_store otherwise relies on, and commits after version 0
+        fail. Emulator mode reads the endpoint only from ``AZURITE_BLOB_STORAGE_URL`` (no option
+        exists), so this sets it for the process; one Azurite per process is the rule.
+        """
         base = self.emulator_blob_base
         if base is not None:
-            return {
-                "account_name": location.account,
-                "account_key": EMULATOR_KEY,
-                "azure_storage_endpoint": f"{base}/{location.account}",
-                "allow_http": "true",
-            }
+            with _ENV_LOCK:
+                current = os.environ.get(AZURITE_BLOB_URL_VARIABLE)
+                if current not in (None, base):
+                    raise ConfigError(f"{AZURITE_BLOB_URL_VARIABLE} is {current}, but storage is at {base}")
+                os.environ[AZURITE_BLOB_URL_VARIABLE] = base
+            return {"use_emulator": "true", "account_name": location.account, "account_key": EMULATOR_KEY}
         token = self.credential.get_token(STORAGE_SCOPE).token
         options = {"bearer_token": token}
         if location.is_onelake:

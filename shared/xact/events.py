@@ -17,6 +17,9 @@ from shared.ids import event_id as derive_event_id
 from shared.ids import status_subtype as derive_status_subtype
 
 SKIP_NO_ASSIGNMENT = "missing_assignment_id"
+# Event Hubs carries at most 1 MB; an Azure Table entity (staging) holds 1 MiB of UTF-16 text, so
+# the raw body kept in ``xact_events.raw_json`` must stay well under half a million characters.
+MAX_BODY_CHARS = 400_000
 
 
 class XactEnvelope(BaseModel):
@@ -94,6 +97,8 @@ class InvalidBody:
 def parse_xact_body(body: bytes | str) -> XactEvent | InvalidBody:
     """Parse one Event Hub body; never raises for bad input."""
     raw = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    if len(raw) > MAX_BODY_CHARS:
+        return InvalidBody(raw=raw, reason=f"body of {len(raw)} characters exceeds {MAX_BODY_CHARS}")
     try:
         envelope = XactEnvelope.model_validate_json(raw)
     except ValidationError as exc:

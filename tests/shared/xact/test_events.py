@@ -97,6 +97,13 @@ def test_invalid_bodies_keep_the_raw_text(raw: str, reason: str) -> None:
     assert reason in parsed.reason
 
 
+def test_oversized_body_is_invalid_not_a_poison_message() -> None:
+    raw = body(data={"assignmentId": "A", "note": "x" * 400_000})
+    parsed = parse_xact_body(raw)
+    assert isinstance(parsed, InvalidBody)
+    assert "exceeds" in parsed.reason
+
+
 def test_event_row_columns() -> None:
     event = parse_xact_body(body())
     assert isinstance(event, XactEvent)

@@ -1,0 +1,135 @@
+"""Orchestrations/s through the local host, as a ratio against the raw SDK replay in the same run.
+
+Raw baseline: the SDK orchestrator handle called directly on prebuilt histories (the three episodes
+of a two-activity chain), no storage, no activities. Local host: the same orchestrator started,
+replayed, its activities run and every episode written to Azurite, until idle.
+
+Run: .venv/bin/python bench/bench_orchestrations.py [instances]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from claimsflow.azurite import Azurite
+from local_host import LocalHost, VirtualClock
+from local_host.history import EventType, event, install_timestamp_cache
+from local_host.indexing import app_functions
+
+START = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
+app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+
+@app.orchestration_trigger(context_name="context")
+def chain(context: df.DurableOrchestrationContext) -> Any:
+    first = yield context.call_activity("greet", "a")
+    second = yield context.call_activity("greet", "b")
+    return [first, second]
+
+
+@app.activity_trigger(input_name="name")
+def greet(name: str) -> str:
+    return f"hello {name}"
+
+
+def prebuilt_contexts(instance_id: str) -> list[str]:
+    """The three context payloads of one chain instance, as the host would send them."""
+    played = lambda events: [{**e, "IsPlayed": True} for e in events]  # noqa: E731
+    started = [
+        event(EventType.OrchestratorStarted, START),
+        event(EventType.ExecutionStarted, START, Name="chain", Version="", Input=None),
+    ]
+    first = [
+        event(EventType.TaskScheduled, START, 0, Name="greet", Input='"a"'),
+        event(EventType.OrchestratorCompleted, START),
+    ]
+    second_new = [
+        event(EventType.OrchestratorStarted, START),
+        event(EventType.TaskCompleted, START, TaskScheduledId=0, Result='"hello a"'),
+    ]
+    second = [
+        event(EventType.TaskScheduled, START, 1, Name="greet", Input='"b"'),
+        event(EventType.OrchestratorCompleted, START),
+    ]
+    third_new = [
+        event(EventType.OrchestratorStarted, START),
+        event(EventType.TaskCompleted, START, TaskScheduledId=1, Result='"hello b"'),
+    ]
+    histories = [
+        started,
+        played(started + first) + second_new,
+        played(started + first + second_new + second) + third_new,
+    ]
+    base = {
+        "input": None,
+        "instanceId": instance_id,
+        "isReplaying": False,
+        "parentInstanceId": None,
+        "upperSchemaVersion": 1,
+        "upperSchemaVersionNew": 2,
+    }
+    return [json.dumps({**base, "history": h}) for h in histories]
+
+
+def raw_rate(handle: Any, count: int) -> float:
+    contexts = [prebuilt_contexts(f"raw{i}") for i in range(count)]
+    began = time.perf_counter()
+    for episodes in contexts:
+        for context in episodes:
+            handle(context)
+    state = json.loads(handle(contexts[0][2]))
+    assert state["isDone"] and state["output"] == ["hello a", "hello b"]
+    return count / (time.perf_counter() - began)
+
+
+async def host_rate(connection_string: str, count: int) -> float:
+    host = LocalHost(
+        app,
+        connection_string=connection_string,
+        settings_env={},
+        clock=VirtualClock(START),
+        task_hub=f"bench{int(time.time())}",
+    )
+    await host.start()
+    try:
+        began = time.perf_counter()
+        for i in range(count):
+            await host.engine.start_instance("chain", f"bench-{i}", None)
+        await host.run_until_idle()
+        elapsed = time.perf_counter() - began
+        status = await host.get_status(f"bench-{count - 1}")
+        assert status is not None and status.runtime_status == "Completed"
+        return count / elapsed
+    finally:
+        await host.stop()
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    handle = next(f for f in app_functions(app) if f.get_function_name() == "chain").get_user_function()
+    raw_shipped = raw_rate(handle, count)
+    install_timestamp_cache()
+    raw_cached = raw_rate(handle, count)
+    azurite = Azurite.start()
+    try:
+        hosted = asyncio.run(host_rate(azurite.connection_string, count))
+    finally:
+        azurite.stop()
+    print(f"instances: {count} (2-activity chain, 3 episodes each)")
+    print(f"raw SDK replay, dateutil as shipped : {raw_shipped:9.1f} orchestrations/s")
+    print(f"raw SDK replay, memoised timestamps : {raw_cached:9.1f} orchestrations/s")
+    print(f"local host (activities + Azurite)   : {hosted:9.1f} orchestrations/s")
+    print(f"ratio local host / raw (as shipped) : {hosted / raw_shipped:9.3f}")
+    print(f"ratio local host / raw (memoised)   : {hosted / raw_cached:9.3f}")
+
+
+if __name__ == "__main__":
+    main()

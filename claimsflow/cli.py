@@ -1,0 +1,65 @@
+"""The ``claimsflow`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="claimsflow: claims events into the lakehouse"
+)
+
+
+@app.command()
+def run(
+    xact_events: Annotated[
+        Path | None, typer.Option(help="JSON Lines file, one Event Hub message body per line")
+    ] = None,
+    world: Annotated[Path | None, typer.Option(help="JSON world file with simulator faults")] = None,
+    generate: Annotated[
+        int | None, typer.Option(help="Generate N realistic sample events when no event file is given")
+    ] = None,
+    redeliver: Annotated[
+        bool, typer.Option(help="Deliver every batch twice, the second time after a simulated crash")
+    ] = False,
+    report: Annotated[Path | None, typer.Option(help="Write the run report as JSON to this path")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step, not only errors")] = False,
+) -> None:
+    """Run the XACT pipeline locally: Azurite + local host + simulator, until everything settled."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.ERROR,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from claimsflow.run import RunOptions, run_pipeline
+    from claimsflow.summary import print_summary
+
+    if xact_events is None and generate is None:
+        raise typer.BadParameter("give --xact-events PATH or --generate N")
+    options = RunOptions(
+        xact_events=xact_events,
+        world=json.loads(world.read_text()) if world else None,
+        generate=generate,
+        redeliver=redeliver,
+    )
+    result = asyncio.run(run_pipeline(options))
+    print_summary(result)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(result, indent=2, default=str))
+
+
+@app.command("version")
+def version() -> None:
+    """Print the claimsflow version."""
+    from importlib.metadata import version as package_version
+
+    typer.echo(package_version("claimsflow"))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,270 @@
+"""``claimsflow run``: the whole XACT pipeline on a laptop, start to settled.
+
+Storage is the account in ``AzureWebJobsStorage`` when it answers, else an Azurite started for
+the run (left running afterwards so the report's connection string and storage options open the
+results). The local host runs ``function_app.app``; the simulator answers for the allowlisted
+attachment hosts. Batches are delivered in file order, ``maxEventBatchSize`` at a time; with
+``redeliver`` each batch comes again after a simulated crash (a new host process state: fresh
+memory, pending work resumed from storage).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.storage.blob import BlobServiceClient
+
+from claimsflow.azurite import REPO_ROOT, Azurite
+from claimsflow.local_settings import sample_values
+from claimsflow.samples import default_world, generate
+from shared import metrics
+from shared.config import Settings
+from shared.storage import LakeLocation, StorageFactory
+
+if TYPE_CHECKING:
+    from local_host import LocalHost
+
+STATE_DIR = REPO_ROOT / ".claimsflow"
+AZURITE_PID_FILE = STATE_DIR / "azurite.json"
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    xact_events: Path | None = None
+    world: dict[str, Any] | None = None
+    generate: int | None = None
+    redeliver: bool = False
+
+
+def read_event_lines(path: Path) -> list[str]:
+    """One Event Hub body per line, exactly as written (blank lines are not events)."""
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def merge_worlds(base: dict[str, Any] | None, extra: dict[str, Any] | None) -> dict[str, Any]:
+    faults = list((extra or {}).get("faults", [])) + list((base or {}).get("faults", []))
+    return {**(base or {}), **(extra or {}), "faults": faults}
+
+
+def host_batch_size() -> int:
+    host = json.loads((REPO_ROOT / "host.json").read_text())
+    return int(host["extensions"]["eventHubs"]["maxEventBatchSize"])
+
+
+def storage_answers(connection_string: str) -> bool:
+    try:
+        client = BlobServiceClient.from_connection_string(
+            connection_string, connection_timeout=2, read_timeout=5, retry_total=0
+        )
+        client.get_service_properties()
+        return True
+    except (AzureError, ValueError):
+        return False
+
+
+def start_run_azurite() -> Azurite:
+    """A fresh Azurite for this run; the previous run's one (if any) is stopped first."""
+    STATE_DIR.mkdir(exist_ok=True)
+    if AZURITE_PID_FILE.exists():
+        previous = json.loads(AZURITE_PID_FILE.read_text())
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(previous["pid"], signal.SIGTERM)
+    location = STATE_DIR / f"azurite-{datetime.now(UTC):%Y%m%d%H%M%S}"
+    location.mkdir(parents=True)
+    # The well-known ports when they are free, so `UseDevelopmentStorage=true` tools open the results.
+    azurite = Azurite.start(location=location, prefer_default_ports=True)
+    assert azurite.process is not None
+    AZURITE_PID_FILE.write_text(
+        json.dumps({"pid": azurite.process.pid, "connection_string": azurite.connection_string})
+    )
+    return azurite
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_environment(connection_string: str, simulator_url: str, run_id: str) -> dict[str, str]:
+    """The embedded local default settings for one run."""
+    lake = f"abfss://lake{run_id}@devstoreaccount1.dfs.core.windows.net"
+    return sample_values() | {
+        "AzureWebJobsStorage": connection_string,
+        "ENVIRONMENT": "development",
+        "SIMULATION_MODE": "true",
+        "SIMULATOR_URL": simulator_url,
+        "TASKHUB_NAME": f"run{run_id}",
+        "LAKE_TABLES_URI": os.environ.get("LAKE_TABLES_URI", f"{lake}/Tables"),
+        "XACT_ATTACHMENTS_URI": os.environ.get("XACT_ATTACHMENTS_URI", f"{lake}/Files/xact/attachments"),
+    }
+
+
+async def run_pipeline(options: RunOptions) -> dict[str, Any]:
+    from claimsflow.simulator import AttachmentSimulator
+
+    if options.xact_events is not None:
+        bodies = read_event_lines(options.xact_events)
+        world = merge_worlds(None, options.world)
+    else:
+        bodies = generate(options.generate or 0, seed=secrets.randbits(32))
+        world = merge_worlds(default_world(), options.world)
+
+    connection_string = os.environ.get("AzureWebJobsStorage", "UseDevelopmentStorage=true")
+    started_azurite: Azurite | None = None
+    if not storage_answers(connection_string):
+        started_azurite = start_run_azurite()
+        connection_string = started_azurite.connection_string
+
+    run_id = f"{datetime.now(UTC):%m%d%H%M%S}{secrets.token_hex(2)}"
+    metrics.reset()
+    started = time.monotonic()
+    async with AttachmentSimulator(world) as simulator:
+        env = run_environment(connection_string, simulator.url, run_id)
+        with environment(env):
+            settings = Settings()
+            outcome = await _drive(settings, env, bodies, options.redeliver)
+    return _report(
+        settings, outcome, elapsed=time.monotonic() - started, azurite_started=started_azurite is not None
+    )
+
+
+@dataclass(slots=True)
+class DriveOutcome:
+    completed: int
+    failed: int
+    flushed_rows: int
+
+
+async def _drive(settings: Settings, env: dict[str, str], bodies: list[str], redeliver: bool) -> DriveOutcome:
+    import function_app
+    from local_host import LocalHost, VirtualClock
+    from shared.flush import flush_all
+    from shared.runtime import get_runtime, reset_runtime
+
+    storage = StorageFactory(settings)
+    for uri in (settings.lake_tables_uri, settings.xact_attachments_uri):
+        location = LakeLocation.parse(uri)
+        with suppress(ResourceExistsError):
+            storage.lake_blob_service(location).create_container(location.container)
+
+    batch = host_batch_size()
+    clock = VirtualClock(datetime.now(UTC))
+    reset_runtime()
+    host = LocalHost(
+        function_app.app, connection_string=settings.storage_connection_string, settings_env=env, clock=clock
+    )
+    await host.start()
+    try:
+        for offset in range(0, len(bodies), batch):
+            chunk = [body.encode("utf-8") for body in bodies[offset : offset + batch]]
+            await host.deliver_event_hub(settings.xact_eventhub_name, chunk)
+            if redeliver:
+                # The crash: this process's memory is gone (dedup cache, in-flight work); a new
+                # host resumes from what storage holds, and the Event Hub delivers the batch again.
+                await host.stop()
+                await get_runtime().aclose()
+                reset_runtime()
+                host = LocalHost(
+                    function_app.app,
+                    connection_string=settings.storage_connection_string,
+                    settings_env=env,
+                    clock=clock,
+                )
+                await host.start()
+                await host.deliver_event_hub(settings.xact_eventhub_name, chunk)
+            await host.run_until_idle()
+        await host.run_until_idle()
+        counts = await instance_counts(host)
+    finally:
+        await host.stop()
+        await get_runtime().aclose()
+    flushed = 0
+    while True:
+        results = flush_all(settings, StorageFactory(settings))
+        merged = sum(result.rows_merged for result in results)
+        flushed += merged
+        if merged == 0:
+            break
+    return DriveOutcome(
+        completed=counts.get("Completed", 0), failed=counts.get("Failed", 0), flushed_rows=flushed
+    )
+
+
+async def instance_counts(host: LocalHost) -> Counter[str]:
+    """Instances by runtime status, paging through the host's instance store."""
+    from local_host.store import InstanceQuery
+
+    counts: Counter[str] = Counter()
+    token: str | None = None
+    while True:
+        statuses, token = await host.engine.query(InstanceQuery(), page_size=500, continuation=token)
+        counts.update(status.runtime_status for status in statuses)
+        if not token:
+            return counts
+
+
+def _report(
+    settings: Settings, outcome: DriveOutcome, *, elapsed: float, azurite_started: bool
+) -> dict[str, Any]:
+    from shared.tables import get_spec
+
+    counters = metrics.snapshot()
+    storage = StorageFactory(settings)
+    tables_root = LakeLocation.parse(settings.lake_tables_uri)
+    files_root = LakeLocation.parse(settings.xact_attachments_uri)
+    options = storage.delta_storage_options(tables_root)
+    tables: dict[str, Any] = {}
+    for name in ("xact_events", "xact_attachments", "xact_attachments_failed"):
+        location = tables_root.child(get_spec(name).name)
+        try:
+            rows = pl.scan_delta(location.uri, storage_options=options).select(pl.len()).collect().item()
+        except Exception:  # table never created: nothing was staged for it
+            rows = 0
+        tables[name] = {"uri": location.uri, "rows": int(rows)}
+    from shared.runtime import Runtime
+
+    dead_letters = len(Runtime(settings).dead_letters.list(limit=1_000_000))
+    return {
+        "events": {
+            "xact": {
+                key: counters.get(f"xact.events.{key}", 0)
+                for key in ("received", "accepted", "duplicates", "skipped", "invalid")
+            }
+        },
+        "attachments": {
+            "xact": {
+                key: counters.get(f"xact.attachments.{key}", 0)
+                for key in ("uploaded", "rejected", "dead_lettered")
+            }
+        },
+        "dead_letters": dead_letters,
+        "orchestrations": {"completed": outcome.completed, "failed": outcome.failed},
+        "tables": tables,
+        "storage_options": options,
+        "files": {"xact": {"container": files_root.container, "prefix": files_root.path + "/"}},
+        "storage_connection_string": settings.storage_connection_string,
+        "elapsed_seconds": round(elapsed, 2),
+        "azurite_started_for_run": azurite_started,
+    }

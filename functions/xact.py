@@ -1,0 +1,88 @@
+"""XACT triggers: Event Hub ingest, the two orchestrators and their activities (adapters only)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from shared.durable import DurableStarter
+from shared.runtime import get_runtime
+from shared.xact import activities
+from shared.xact.ingest import XactIngestor
+from shared.xact.orchestration import attachment_orchestrator, event_orchestrator
+
+log = logging.getLogger(__name__)
+bp = df.Blueprint()
+
+
+@bp.function_name("xact_ingest")
+@bp.retry(
+    strategy="exponential_backoff",
+    max_retry_count="-1",
+    minimum_interval="00:00:05",
+    maximum_interval="00:15:00",
+)
+@bp.event_hub_message_trigger(
+    arg_name="events",
+    connection="EventHubConnection",
+    event_hub_name="%XACT_EVENTHUB_NAME%",
+    consumer_group="%XACT_EVENTHUB_CONSUMER_GROUP%",
+    cardinality="many",
+)
+@bp.durable_client_input(client_name="client")
+async def xact_ingest(events: list[func.EventHubEvent], client: df.DurableOrchestrationClient) -> None:
+    runtime = get_runtime()
+    ingestor = XactIngestor(
+        latch=runtime.dedup,
+        staging=runtime.staging,
+        dead_letters=runtime.dead_letters,
+        starter=DurableStarter(client),
+        retry_delays=runtime.settings.retry_delays_seconds,
+        now=lambda: datetime.now(UTC),
+    )
+    report = await ingestor.ingest([event.get_body() for event in events])
+    log.info(
+        "xact batch ingested",
+        extra={
+            "stage": "xact_ingest",
+            "received": report.received,
+            "accepted": report.accepted,
+            "duplicates": report.duplicates,
+            "skipped": report.skipped,
+            "invalid": report.invalid,
+        },
+    )
+
+
+@bp.orchestration_trigger(context_name="context")
+def xact_event_orchestrator(context: df.DurableOrchestrationContext) -> Any:
+    return (yield from event_orchestrator(context))
+
+
+@bp.orchestration_trigger(context_name="context")
+def xact_attachment_orchestrator(context: df.DurableOrchestrationContext) -> Any:
+    return (yield from attachment_orchestrator(context))
+
+
+@bp.activity_trigger(input_name="event")
+def xact_enrich(event: dict[str, Any]) -> dict[str, Any]:
+    return activities.enrich(event, get_runtime())
+
+
+@bp.activity_trigger(input_name="task")
+async def xact_transfer(task: dict[str, Any]) -> dict[str, Any]:
+    return await activities.transfer(task, get_runtime())
+
+
+@bp.activity_trigger(input_name="record")
+def xact_record_attachment(record: dict[str, Any]) -> str:
+    return activities.record_attachment(record, get_runtime())
+
+
+@bp.activity_trigger(input_name="record")
+def xact_record_event_failure(record: dict[str, Any]) -> None:
+    activities.record_event_failure(record, get_runtime())

@@ -1,0 +1,36 @@
+// Optional Durable backend: a Durable Task Scheduler with one task hub named like TASKHUB_NAME.
+// Native resources: no Azure Verified Module for the scheduler was available when this was written.
+
+param name string
+param location string
+param tags object
+@allowed([
+  'Consumption'
+  'Dedicated'
+])
+param skuName string = 'Consumption'
+param taskHubName string
+
+resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' = {
+  name: name
+  location: location
+  tags: tags
+  properties: {
+    sku: {
+      name: skuName
+    }
+    // An empty allow-list denies everything; access is controlled by Entra roles (rbac.bicep).
+    ipAllowlist: [
+      '0.0.0.0/0'
+    ]
+  }
+}
+
+resource taskHub 'Microsoft.DurableTask/schedulers/taskHubs@2025-11-01' = {
+  parent: scheduler
+  name: taskHubName
+}
+
+output name string = scheduler.name
+output endpoint string = scheduler.properties.endpoint
+output taskHubName string = taskHub.name

@@ -1,0 +1,278 @@
+"""Staging: one Azure Table entity per (Delta table, merge key), flushed into Delta by a timer.
+
+Activities upsert rows in MERGE mode with nulls omitted, so staging is idempotent by key and later
+non-null values win. Rows are spread over ``table_shards`` partitions by a stable hash of the key
+(one Table partition serves ~2,000 entities/s). The flush reads every shard of a table, merges the
+rows into Delta, then deletes each entity only if its etag is unchanged: a row updated during the
+flush stays for the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import polars as pl
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import (
+    EdmType,
+    EntityProperty,
+    TableClient,
+    TableServiceClient,
+    TableTransactionError,
+    UpdateMode,
+)
+
+from shared.sharding import partition_key, safe_row_key, shard_of
+from shared.tables import Row, TableSpec, coerce_row, coerce_value, combine_rows, get_spec
+
+log = logging.getLogger(__name__)
+
+STAGING_TABLE = "claimsflowstaging"
+MAX_BATCH = 100  # Azure Tables transaction limit (Azurite breaks above it)
+KEY_PROPERTY = "CfKey"  # the real merge key; the RowKey may be escaped or hashed
+_CHUNK_COUNT = "__n"
+_CHUNK_CHARS = 16_000  # 64 KiB per string property, UTF-16: safe even if every char is a pair
+_MAX_PLAIN_UTF16 = 32_000
+
+
+@dataclass(frozen=True, slots=True)
+class StagedRow:
+    """One staged entity as read by the flush; ``etag`` guards its delete."""
+
+    table: str
+    key: str
+    values: Row
+    etag: str
+    partition_key: str
+    row_key: str
+
+
+@dataclass(slots=True)
+class StagingTable:
+    """The staging Azure Table. Sync API: activities call it from worker threads."""
+
+    service: TableServiceClient
+    shards: int = 16
+    table_name: str = STAGING_TABLE
+    max_workers: int = 4
+    _client: TableClient | None = field(default=None, init=False, repr=False)
+    _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+
+    @property
+    def client(self) -> TableClient:
+        if self._client is None:
+            self._client = self.service.create_table_if_not_exists(self.table_name)
+        return self._client
+
+    def _map(self, fn: Any, items: Sequence[Any]) -> list[Any]:
+        """Run per-partition calls in parallel: each partition is its own throughput unit."""
+        if len(items) <= 1 or self.max_workers <= 1:
+            return [fn(item) for item in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="staging")
+        return list(self._pool.map(fn, items))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    # -- writing --------------------------------------------------------------------------
+    def stage(self, table: TableSpec | str, row: Mapping[str, Any]) -> None:
+        spec = get_spec(table)
+        self.client.upsert_entity(self._entity(spec, coerce_row(spec, row)), mode=UpdateMode.MERGE)
+
+    def stage_many(self, table: TableSpec | str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Upsert rows in transactions of at most 100 per partition; returns the entities written.
+
+        Rows with the same key are combined first (a transaction may not touch an entity twice).
+        """
+        spec = get_spec(table)
+        combined = combine_rows(spec, (coerce_row(spec, r) for r in rows))
+        by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in combined:
+            entity = self._entity(spec, row)
+            by_partition[entity["PartitionKey"]].append(entity)
+        batches = [
+            entities[i : i + MAX_BATCH]
+            for entities in by_partition.values()
+            for i in range(0, len(entities), MAX_BATCH)
+        ]
+        self._map(self._submit_upserts, batches)
+        return len(combined)
+
+    def _submit_upserts(self, entities: list[dict[str, Any]]) -> None:
+        if len(entities) == 1:
+            self.client.upsert_entity(entities[0], mode=UpdateMode.MERGE)
+        else:
+            self.client.submit_transaction([("upsert", e, {"mode": UpdateMode.MERGE}) for e in entities])
+
+    def _entity(self, spec: TableSpec, row: Row) -> dict[str, Any]:
+        key = spec.key_of(row)
+        entity: dict[str, Any] = {
+            "PartitionKey": partition_key(spec.name, shard_of(key, self.shards)),
+            "RowKey": safe_row_key(key),
+            KEY_PROPERTY: key,
+        }
+        for column, value in row.items():
+            if value is None:
+                continue  # MERGE mode: an omitted property keeps the staged value
+            entity.update(_encode(spec, column, value))
+        return entity
+
+    # -- reading --------------------------------------------------------------------------
+    def read(self, table: TableSpec | str, limit: int) -> list[StagedRow]:
+        """Up to ``limit`` rows from every shard of the table, a fair share from each shard first
+        so a busy shard cannot starve the others."""
+        spec = get_spec(table)
+        if limit <= 0:
+            return []
+        quota = max(1, math.ceil(limit / self.shards))
+        pagers = [self._pages(spec, shard, min(quota, 1000)) for shard in range(self.shards)]
+        first = self._map(lambda p: next(p, []), pagers)
+        rows: list[StagedRow] = []
+        leftovers: list[tuple[Iterator[list[StagedRow]], list[StagedRow]]] = []
+        for pager, page in zip(pagers, first, strict=True):
+            rows.extend(page[:quota])
+            leftovers.append((pager, page[quota:]))
+        for pager, extra in leftovers:
+            if len(rows) >= limit:
+                break
+            rows.extend(extra[: limit - len(rows)])
+            for page in pager:
+                if len(rows) >= limit:
+                    break
+                rows.extend(page[: limit - len(rows)])
+        return rows[:limit]
+
+    def _pages(self, spec: TableSpec, shard: int, page_size: int) -> Iterator[list[StagedRow]]:
+        pk = partition_key(spec.name, shard)
+        pages = self.client.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": pk}, results_per_page=page_size
+        ).by_page()
+        for page in pages:
+            yield [self._decode(spec, entity) for entity in page]
+
+    def _decode(self, spec: TableSpec, entity: Mapping[str, Any]) -> StagedRow:
+        values: Row = {}
+        for column, dtype in spec.schema.items():
+            raw = _raw_value(entity, column, column in spec.large_text)
+            if raw is not None:
+                values[column] = coerce_value(dtype, raw, column)
+        metadata: dict[str, Any] = getattr(entity, "metadata", {})
+        return StagedRow(
+            table=spec.name,
+            key=str(entity[KEY_PROPERTY]),
+            values=values,
+            etag=str(metadata["etag"]),
+            partition_key=str(entity["PartitionKey"]),
+            row_key=str(entity["RowKey"]),
+        )
+
+    def count(self, table: TableSpec | str) -> int:
+        """Staged rows of a table, over every partition the table ever used."""
+        name = get_spec(table).name
+        entities = self.client.query_entities(
+            "PartitionKey ge @lo and PartitionKey lt @hi",
+            parameters={"lo": f"{name}:", "hi": f"{name};"},
+            select=["PartitionKey"],
+            results_per_page=1000,
+        )
+        return sum(1 for _ in entities)
+
+    # -- deleting -------------------------------------------------------------------------
+    def delete_if_unchanged(self, rows: Iterable[StagedRow]) -> int:
+        """Delete each row only if its etag is unchanged; returns how many were deleted.
+
+        Batches per partition (atomic, etag-conditional); a batch that fails because one row
+        changed or vanished falls back to per-row deletes so the others still go.
+        """
+        by_partition: dict[str, list[StagedRow]] = defaultdict(list)
+        for row in rows:
+            by_partition[row.partition_key].append(row)
+        batches = [
+            group[i : i + MAX_BATCH]
+            for group in by_partition.values()
+            for i in range(0, len(group), MAX_BATCH)
+        ]
+        return sum(self._map(self._delete_batch, batches))
+
+    def _delete_batch(self, batch: list[StagedRow]) -> int:
+        if len(batch) > 1:
+            operations = [
+                (
+                    "delete",
+                    {"PartitionKey": r.partition_key, "RowKey": r.row_key},
+                    {"etag": r.etag, "match_condition": MatchConditions.IfNotModified},
+                )
+                for r in batch
+            ]
+            try:
+                self.client.submit_transaction(operations)
+                return len(batch)
+            except TableTransactionError as exc:
+                log.debug("staging batch delete fell back to single deletes: %s", str(exc)[:200])
+        return sum(self._delete_one(r) for r in batch)
+
+    def _delete_one(self, row: StagedRow) -> int:
+        try:
+            self.client.delete_entity(
+                row.partition_key, row.row_key, etag=row.etag, match_condition=MatchConditions.IfNotModified
+            )
+            return 1
+        except ResourceModifiedError:
+            return 0  # updated during the flush: the next flush merges the newer values
+        except ResourceNotFoundError:
+            return 0  # already deleted by a concurrent flush
+
+
+# -- property encoding ---------------------------------------------------------------------
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _encode(spec: TableSpec, column: str, value: Any) -> dict[str, Any]:
+    """Table properties for one column. Dates travel as ISO text and come back through the spec;
+    int64 needs an explicit EDM type; long text columns are split into chunk properties."""
+    dtype = spec.schema[column]
+    if column in spec.large_text:
+        text = str(value)
+        parts = [text[i : i + _CHUNK_CHARS] for i in range(0, len(text), _CHUNK_CHARS)] or [""]
+        encoded: dict[str, Any] = {f"{column}{_CHUNK_COUNT}": len(parts)}
+        encoded.update({f"{column}__{i}": part for i, part in enumerate(parts)})
+        return encoded
+    if isinstance(value, str):
+        if len(value) > _MAX_PLAIN_UTF16 // 2 and _utf16_len(value) > _MAX_PLAIN_UTF16:
+            raise ValueError(f"{spec.name}.{column}: text too long for staging; declare it large_text")
+        return {column: value}
+    if isinstance(value, bool):
+        return {column: value}
+    if isinstance(value, int):
+        edm = EdmType.INT64 if dtype == pl.Int64 else EdmType.INT32
+        return {column: EntityProperty(value, edm)}
+    if isinstance(value, datetime):
+        return {column: value}
+    if isinstance(value, date):
+        return {column: value.isoformat()}
+    return {column: value}
+
+
+def _raw_value(entity: Mapping[str, Any], column: str, large: bool) -> Any:
+    if large:
+        count = entity.get(f"{column}{_CHUNK_COUNT}")
+        if count is None:
+            return None
+        count = count.value if isinstance(count, EntityProperty) else count
+        return "".join(str(entity[f"{column}__{i}"]) for i in range(int(count)))
+    value = entity.get(column)
+    return value.value if isinstance(value, EntityProperty) else value

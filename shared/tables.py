@@ -1,0 +1,307 @@
+"""Delta table specs: one ordered schema, merge key, partition and write mode per lakehouse table.
+
+Staging, the Delta writer and the flush all read these specs, so a table's shape is declared once.
+Rows travel as plain dicts (column -> python value); :func:`coerce_row` checks and normalises them
+when they are staged, so a bad row fails in the activity that produced it, never in the flush.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+import polars as pl
+
+Row = dict[str, Any]
+
+UTC_TS: pl.DataType = pl.Datetime("us", "UTC")
+_TABLE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+class WriteMode(StrEnum):
+    """How staged rows land in Delta."""
+
+    INSERT_ONLY = "insert_only"  # append-style tables: a key seen once is never written again
+    UPSERT = "upsert"  # entity tables: null-preserving update + insert
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One Delta table: ordered schema, merge key, optional partition column, write mode.
+
+    The partition column must be a function of the key (the MERGE predicate matches on both),
+    so key and partition are required on every row.
+    """
+
+    name: str
+    schema: pl.Schema
+    key: tuple[str, ...]
+    partition: str | None = None
+    mode: WriteMode = WriteMode.INSERT_ONLY
+    update_only_when_changed: str | None = None
+    preserve_on_update: tuple[str, ...] = ("created_at",)
+    large_text: frozenset[str] = field(default_factory=frozenset)
+
+    def __hash__(self) -> int:  # pl.Schema is unhashable; the name identifies a registered table
+        return hash(self.name)
+
+    def __post_init__(self) -> None:
+        if not self.name or not set(self.name) <= _TABLE_NAME_CHARS:
+            raise ValueError(f"table name must be [a-z0-9_]+, got {self.name!r}")
+        missing = [c for c in (*self.key, self.partition, self.update_only_when_changed) if c]
+        unknown = [c for c in missing if c not in self.schema]
+        unknown += [c for c in self.large_text if self.schema.get(c) != pl.String]
+        if not self.key or unknown:
+            raise ValueError(f"{self.name}: key/partition/text columns not in schema: {unknown}")
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.schema.names())
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """Columns that must be non-null: a null key or partition would defeat the MERGE match."""
+        return (*self.key, self.partition) if self.partition else self.key
+
+    def key_of(self, row: Mapping[str, Any]) -> str:
+        """The merge key as one string (JSON list for compound keys, so parts cannot collide)."""
+        values = [row.get(c) for c in self.key]
+        if any(v is None for v in values):
+            raise ValueError(f"{self.name}: key {self.key} has a null in {values}")
+        if len(values) == 1:
+            return _key_text(values[0])
+        return json.dumps([_key_text(v) for v in values], separators=(",", ":"))
+
+    def coerce(self, row: Mapping[str, Any]) -> Row:
+        """The row with every value converted to the column's type; unknown columns raise."""
+        return coerce_row(self, row)
+
+    def to_frame(self, rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
+        return rows_to_frame(self, rows)
+
+
+def _key_text(value: Any) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+# -- value coercion ------------------------------------------------------------------------
+
+
+def coerce_value(dtype: pl.DataType, value: Any, column: str = "?") -> Any:
+    """``value`` as the python type polars expects for ``dtype`` (None stays None)."""
+    if value is None:
+        return None
+    if dtype == pl.String:
+        if isinstance(value, str):
+            return value if type(value) is str else str(value)  # StrEnum -> its plain value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+    elif dtype in (pl.Int64, pl.Int32):
+        if isinstance(value, int) and not isinstance(value, bool):
+            limit = 2**63 if dtype == pl.Int64 else 2**31
+            if -limit <= value < limit:
+                return int(value)  # IntEnum and other int subclasses -> plain int
+            raise ValueError(f"column {column}: {value} does not fit {dtype}")
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            return coerce_value(dtype, int(value), column)
+    elif dtype == pl.Boolean:
+        if isinstance(value, bool):
+            return value
+    elif dtype == pl.Float64:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif dtype == pl.Date:
+        if isinstance(value, datetime):
+            return _utc(value).date()
+        if isinstance(value, date):
+            return value
+        if isinstance(value, str):
+            return date.fromisoformat(value)
+    elif isinstance(dtype, pl.Datetime):
+        if isinstance(value, datetime):
+            return _utc(value)
+        if isinstance(value, str):
+            return _utc(datetime.fromisoformat(value))
+    else:
+        raise TypeError(f"column {column}: unsupported column type {dtype}")
+    raise TypeError(f"column {column}: {type(value).__name__} {value!r} is not a {dtype}")
+
+
+def _utc(value: datetime) -> datetime:
+    """Naive datetimes are taken as UTC (the whole pipeline speaks UTC)."""
+    if type(value) is not datetime:  # e.g. the Tables SDK's TablesEntityDatetime subclass
+        value = datetime(*value.timetuple()[:6], value.microsecond, tzinfo=value.tzinfo)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def coerce_row(spec: TableSpec, row: Mapping[str, Any]) -> Row:
+    unknown = [c for c in row if c not in spec.schema]
+    if unknown:
+        raise ValueError(f"{spec.name}: unknown columns {unknown}")
+    out = {c: coerce_value(spec.schema[c], v, c) for c, v in row.items()}
+    missing = [c for c in spec.required if out.get(c) is None]
+    if missing:
+        raise ValueError(f"{spec.name}: required columns are null or missing: {missing}")
+    return out
+
+
+def combine_rows(spec: TableSpec, rows: Iterable[Mapping[str, Any]]) -> list[Row]:
+    """One row per key, in first-seen order; later non-null values win (the staging semantics)."""
+    merged: dict[str, Row] = {}
+    for row in rows:
+        key = spec.key_of(row)
+        current = merged.get(key)
+        if current is None:
+            merged[key] = dict(row)
+        else:
+            current.update({c: v for c, v in row.items() if v is not None})
+    return list(merged.values())
+
+
+def rows_to_frame(spec: TableSpec, rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
+    """A DataFrame with exactly the spec's columns, order and types; missing columns are null."""
+    materialised = [coerce_row(spec, r) for r in rows]
+    data = {c: [r.get(c) for r in materialised] for c in spec.columns}
+    return pl.DataFrame(data, schema=spec.schema, strict=True)
+
+
+# -- registry ------------------------------------------------------------------------------
+
+_S: pl.DataType = pl.String()
+_DATE: pl.DataType = pl.Date()
+_I64: pl.DataType = pl.Int64()
+_I32: pl.DataType = pl.Int32()
+
+
+def _schema(columns: dict[str, pl.DataType]) -> pl.Schema:
+    return pl.Schema(columns)
+
+
+XACT_EVENTS = TableSpec(
+    name="xact_events",
+    schema=_schema(
+        {
+            "type": _S,
+            "status_subtype": _S,
+            "version": _S,
+            "ingested_at": UTC_TS,
+            "event_date": _DATE,
+            "trace_id": _S,
+            "event_id": _S,
+            "description": _S,
+            "assignment_id": _S,
+            "original_assignment_id": _S,
+            "xn_address": _S,
+            "carrier_id": _S,
+            "estimate_version": _S,
+            "note": _S,
+            "author": _S,
+            "sender_reviewer_name": _S,
+            "sender_reviewer_email": _S,
+            "carrier_reviewer_name": _S,
+            "carrier_reviewer_email": _S,
+            "event_datetime_mdt": _S,
+            "attachments": _S,
+            "claim_number": _S,
+            "contact_type": _S,
+            "contact_name": _S,
+            "contact_phone_type": _S,
+            "contact_phone_number": _S,
+            "contact_phone_extension": _S,
+            "contact_email_address": _S,
+            "raw_json": _S,
+            "created_at": UTC_TS,
+            "created_date": _DATE,
+        }
+    ),
+    key=("trace_id",),
+    partition="event_date",
+    mode=WriteMode.INSERT_ONLY,
+    large_text=frozenset({"raw_json", "description", "note", "attachments"}),
+)
+
+XACT_ATTACHMENTS = TableSpec(
+    name="xact_attachments",
+    schema=_schema(
+        {
+            "media_id": _S,
+            "trace_id": _S,
+            "attachment_url": _S,
+            "blob_path": _S,
+            "file_type": _S,
+            "status_subtype": _S,
+            "assignment_id": _S,
+            "bytes_downloaded": _I64,
+            "content_type": _S,
+            "sha256": _S,
+            "downloaded_at": UTC_TS,
+            "event_date": _DATE,
+            "created_at": UTC_TS,
+        }
+    ),
+    key=("media_id",),
+    partition="event_date",
+    mode=WriteMode.INSERT_ONLY,
+    large_text=frozenset({"attachment_url", "blob_path"}),
+)
+
+XACT_ATTACHMENTS_FAILED = TableSpec(
+    name="xact_attachments_failed",
+    schema=_schema(
+        {
+            "media_id": _S,
+            "trace_id": _S,
+            "attachment_url": _S,
+            "status": _S,  # rejected | failed_permanent | exhausted
+            "error_category": _S,
+            "error_message": _S,
+            "http_status": _I32,
+            "retry_count": _I32,
+            "failed_at": UTC_TS,
+            "created_at": UTC_TS,
+        }
+    ),
+    key=("media_id",),
+    partition=None,
+    mode=WriteMode.UPSERT,
+    large_text=frozenset({"attachment_url", "error_message"}),
+)
+
+FAILED_STATUSES = ("rejected", "failed_permanent", "exhausted")
+
+_REGISTRY: dict[str, TableSpec] = {}
+
+
+def register(spec: TableSpec) -> TableSpec:
+    """Add a table (the ClaimX tables register themselves the same way). Re-registering the
+    identical spec is a no-op; a different spec under a taken name is a bug."""
+    existing = _REGISTRY.get(spec.name)
+    if existing is not None and existing != spec:
+        raise ValueError(f"table {spec.name} is already registered with another spec")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_spec(table: TableSpec | str) -> TableSpec:
+    if isinstance(table, TableSpec):
+        return table
+    try:
+        return _REGISTRY[table]
+    except KeyError:
+        raise KeyError(f"unknown table {table!r}; known: {sorted(_REGISTRY)}") from None
+
+
+def all_specs() -> list[TableSpec]:
+    return list(_REGISTRY.values())
+
+
+for _spec in (XACT_EVENTS, XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED):
+    register(_spec)

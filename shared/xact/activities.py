@@ -1,0 +1,228 @@
+"""XACT activity bodies. Each is idempotent (deterministic ids and paths, merges by key) and
+returns classified failures as data; only unexpected exceptions raise.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime
+from typing import Any
+
+from plugins.base import Domain, PluginContext, Stage
+from shared import metrics
+from shared.deadletter import DeadLetter, DeadLetterReason
+from shared.errors import ClassifiedError, Failure
+from shared.filetypes import require_allowed_extension
+from shared.ids import media_id
+from shared.redact import redact_url, strip_query
+from shared.retry import Outcome, failed, ok, outcome_failure
+from shared.runtime import Runtime
+from shared.xact.ingest import XACT_DOMAIN
+from shared.xact.paths import attachment_target
+from shared.xact.rows import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED
+
+log = logging.getLogger(__name__)
+
+TRANSFER_STAGE = "xact_transfer"
+ENRICH_STAGE = "xact_enrich"
+
+
+class AttachmentStatus:
+    UPLOADED = "uploaded"
+    REJECTED = "rejected"
+    FAILED_PERMANENT = "failed_permanent"
+    EXHAUSTED = "exhausted"
+
+
+def enrich(event: dict[str, Any], runtime: Runtime) -> Outcome:
+    """Plugins, then one download task per distinct valid attachment URL; invalid URLs get a
+    ``rejected`` row in ``xact_attachments_failed`` and no download (DESIGN §7)."""
+    run = runtime.plugins.run(
+        PluginContext(
+            domain=Domain.XACT,
+            stage=Stage.ENRICHMENT_COMPLETE,
+            event_id=event["trace_id"],
+            event_type=event["status_subtype"],
+            data={
+                "trace_id": event["trace_id"],
+                "status_subtype": event["status_subtype"],
+                "assignment_id": event["assignment_id"],
+                "estimate_version": event["estimate_version"],
+                "attachment_count": len(event["attachments"]),
+            },
+        )
+    )
+    if run.terminated:
+        log.info("plugins ended the pipeline for this event", extra={"trace_id": event["trace_id"]})
+        return ok({"downloads": [], "rejected": 0, "terminated": True, "reason": run.reason})
+    downloads: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    now = datetime.now(UTC)
+    for url in event["attachments"]:
+        task = download_task(event, url)
+        if task["media_id"] in seen:
+            continue
+        seen.add(task["media_id"])
+        try:
+            runtime.url_policy.check(url)
+            require_allowed_extension(url)
+        except ClassifiedError as exc:
+            rejected.append(failed_row(task, exc.failure, AttachmentStatus.REJECTED, retry_count=0, at=now))
+            continue
+        downloads.append(task)
+    if rejected:
+        runtime.staging.stage_many(XACT_ATTACHMENTS_FAILED, rejected)
+        metrics.add("xact.attachments.rejected", len(rejected))
+    return ok({"downloads": downloads, "rejected": len(rejected), "terminated": False})
+
+
+def download_task(event: dict[str, Any], url: str) -> dict[str, Any]:
+    target = attachment_target(
+        status_subtype=event["status_subtype"],
+        assignment_id=event["assignment_id"],
+        trace_id=event["trace_id"],
+        estimate_version=event["estimate_version"],
+        url=url,
+    )
+    return {
+        "trace_id": event["trace_id"],
+        "media_id": media_id(event["trace_id"], url),
+        "attachment_url": url,
+        "blob_path": target.blob_path,
+        "file_name": target.file_name,
+        "file_type": target.file_type,
+        "status_subtype": event["status_subtype"],
+        "assignment_id": event["assignment_id"],
+        "event_date": event["event_date"],
+    }
+
+
+async def transfer(task: dict[str, Any], runtime: Runtime) -> Outcome:
+    from shared.transfer import TransferRequest, transfer_attachment
+
+    request = TransferRequest(url=task["attachment_url"], blob_path=task["blob_path"])
+    try:
+        result = await transfer_attachment(
+            request,
+            session=runtime.http_session(),
+            store=runtime.attachment_store(),
+            policy=runtime.url_policy,
+            settings=runtime.settings,
+            now=datetime.now(UTC),
+        )
+    except ClassifiedError as exc:
+        log.warning(
+            "attachment transfer failed",
+            extra={
+                "media_id": task["media_id"],
+                "trace_id": task["trace_id"],
+                "error_category": exc.failure.category.value,
+                "retry_count": task.get("retry_count", 0),
+                "download_url": redact_url(task["attachment_url"]),
+            },
+        )
+        return failed(exc.failure)
+    return ok(
+        {
+            "bytes": result.bytes_written,
+            "content_type": result.content_type,
+            "sha256": result.sha256,
+            "resumed_from": result.resumed_from,
+            "already_present": result.already_present,
+        }
+    )
+
+
+def record_attachment(record: dict[str, Any], runtime: Runtime) -> str:
+    """Stage the attachment's final row; failures also get a dead letter. Returns the status."""
+    task: dict[str, Any] = record["task"]
+    outcome: Outcome = record["outcome"]
+    now = datetime.now(UTC)
+    failure = outcome_failure(outcome)
+    if failure is None:
+        value = outcome["value"]
+        runtime.staging.stage_many(
+            XACT_ATTACHMENTS,
+            [
+                {
+                    "media_id": task["media_id"],
+                    "trace_id": task["trace_id"],
+                    "attachment_url": strip_query(task["attachment_url"]),
+                    "blob_path": task["blob_path"],
+                    "file_type": task["file_type"],
+                    "status_subtype": task["status_subtype"],
+                    "assignment_id": task["assignment_id"],
+                    "bytes_downloaded": value["bytes"],
+                    "content_type": value["content_type"],
+                    "sha256": value["sha256"],
+                    "downloaded_at": now,
+                    "event_date": date.fromisoformat(task["event_date"]),
+                    "created_at": now,
+                }
+            ],
+        )
+        metrics.add("xact.attachments.uploaded")
+        return AttachmentStatus.UPLOADED
+    status = AttachmentStatus.EXHAUSTED if record["exhausted"] else AttachmentStatus.FAILED_PERMANENT
+    retry_count = int(record["retry_count"])
+    runtime.staging.stage_many(
+        XACT_ATTACHMENTS_FAILED, [failed_row(task, failure, status, retry_count=retry_count, at=now)]
+    )
+    metrics.add("xact.attachments.dead_lettered")
+    runtime.dead_letters.record(
+        DeadLetter(
+            id=f"{TRANSFER_STAGE}:{task['media_id']}",
+            domain=XACT_DOMAIN,
+            stage=TRANSFER_STAGE,
+            reason=DeadLetterReason.EXHAUSTED if record["exhausted"] else DeadLetterReason.PERMANENT,
+            category=failure.category.value,
+            error=failure.message,
+            retry_count=retry_count,
+            payload=task,
+            trace_id=task["trace_id"],
+            media_id=task["media_id"],
+            instance_id=record.get("instance_id"),
+            created_at=now,
+        )
+    )
+    return status
+
+
+def record_event_failure(record: dict[str, Any], runtime: Runtime) -> None:
+    """The enrich step failed for good: the whole event is dead-lettered for replay."""
+    event: dict[str, Any] = record["event"]
+    failure = Failure.from_dict(record["failure"])
+    runtime.dead_letters.record(
+        DeadLetter(
+            id=f"{ENRICH_STAGE}:{event['trace_id']}",
+            domain=XACT_DOMAIN,
+            stage=ENRICH_STAGE,
+            reason=DeadLetterReason.PERMANENT
+            if not failure.category.is_retryable
+            else DeadLetterReason.EXHAUSTED,
+            category=failure.category.value,
+            error=failure.message,
+            retry_count=int(record["retry_count"]),
+            payload=event,
+            trace_id=event["trace_id"],
+            instance_id=record.get("instance_id"),
+        )
+    )
+
+
+def failed_row(
+    task: dict[str, Any], failure: Failure, status: str, *, retry_count: int, at: datetime
+) -> dict[str, Any]:
+    return {
+        "media_id": task["media_id"],
+        "trace_id": task["trace_id"],
+        "attachment_url": strip_query(task["attachment_url"]),
+        "status": status,
+        "error_category": failure.category.value,
+        "error_message": failure.message,
+        "http_status": failure.http_status,
+        "retry_count": retry_count,
+        "failed_at": at,
+        "created_at": at,
+    }

@@ -1,0 +1,179 @@
+"""XACT ingest: one Event Hub batch → event rows staged, one orchestration per new event.
+
+Every body ends counted as accepted, duplicate, skipped or invalid (``received`` is their sum).
+If storage fails, the latches this delivery took are released and the error propagates so the
+Event Hubs retry policy delivers the batch again; nothing is marked seen that was not started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+from shared import metrics
+from shared.deadletter import DeadLetter, DeadLetterReason, DeadLetterStore, raw_body_id
+from shared.dedup import Claim, DedupLatch
+from shared.errors import ErrorCategory
+from shared.ids import xact_instance_id
+from shared.xact.events import InvalidBody, XactEvent, parse_xact_body
+from shared.xact.rows import XACT_EVENTS, event_row
+
+log = logging.getLogger(__name__)
+
+XACT_DOMAIN = "xact"
+INGEST_STAGE = "xact_ingest"
+EVENT_ORCHESTRATOR = "xact_event_orchestrator"
+
+_IO_THREADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="ingest-io")
+T = TypeVar("T")
+
+
+class OrchestrationStarter(Protocol):
+    """Starts an orchestration unless an instance with that id already exists."""
+
+    async def start_if_absent(self, orchestrator: str, instance_id: str, payload: dict[str, Any]) -> bool: ...
+
+
+class EventStaging(Protocol):
+    def stage_many(self, table: str, rows: Sequence[dict[str, Any]]) -> None: ...
+
+
+@dataclass(slots=True)
+class IngestReport:
+    received: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    invalid: int = 0
+    started: list[str] = field(default_factory=list)
+
+    def add(self, other: IngestReport) -> None:
+        self.received += other.received
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.skipped += other.skipped
+        self.invalid += other.invalid
+        self.started.extend(other.started)
+
+
+def orchestration_input(event: XactEvent, retry_delays: Sequence[int]) -> dict[str, Any]:
+    """The event orchestration's input: small, JSON-only, everything replay needs."""
+    return {
+        "trace_id": event.trace_id,
+        "event_id": event.event_id,
+        "status_subtype": event.status_subtype,
+        "assignment_id": event.assignment_id,
+        "estimate_version": event.estimate_version,
+        "attachments": list(event.attachments),
+        "event_date": event.event_date.isoformat(),
+        "occurred_at": event.occurred_at.isoformat(),
+        "retry_delays": list(retry_delays),
+    }
+
+
+@dataclass(slots=True)
+class XactIngestor:
+    latch: DedupLatch
+    staging: EventStaging
+    dead_letters: DeadLetterStore
+    starter: OrchestrationStarter
+    retry_delays: Sequence[int]
+    now: Callable[[], datetime]
+
+    async def ingest(self, bodies: Sequence[bytes | str]) -> IngestReport:
+        report = IngestReport(received=len(bodies))
+        candidates: list[XactEvent] = []
+        skipped: list[XactEvent] = []
+        invalid: list[InvalidBody] = []
+        in_batch: set[str] = set()
+        for body in bodies:
+            parsed = parse_xact_body(body)
+            if isinstance(parsed, InvalidBody):
+                invalid.append(parsed)
+            elif parsed.trace_id in in_batch or self.latch.seen_recently(parsed.trace_id):
+                report.duplicates += 1
+            else:
+                in_batch.add(parsed.trace_id)
+                (skipped if parsed.skip_reason else candidates).append(parsed)
+        report.invalid = len(invalid)
+        report.skipped = len(skipped)
+
+        if invalid:
+            await _in_threads([partial(self.dead_letters.record, self._invalid_letter(b)) for b in invalid])
+
+        claims = await self._claim_all(candidates)
+        try:
+            claimed = [(event, claim) for event, claim in zip(candidates, claims, strict=True) if claim]
+            report.duplicates += len(candidates) - len(claimed)
+            created_at = self.now()
+            rows = [event_row(event, created_at=created_at) for event in skipped]
+            rows += [event_row(event, created_at=created_at) for event, _ in claimed]
+            if rows:
+                await asyncio.get_running_loop().run_in_executor(
+                    _IO_THREADS, self.staging.stage_many, XACT_EVENTS, rows
+                )
+            started = await asyncio.gather(
+                *(
+                    self.starter.start_if_absent(
+                        EVENT_ORCHESTRATOR,
+                        xact_instance_id(event.event_id),
+                        orchestration_input(event, self.retry_delays),
+                    )
+                    for event, _ in claimed
+                )
+            )
+            await _in_threads([partial(self.latch.commit_many, [claim for _, claim in claimed])])
+        except BaseException:
+            await self._release([claim for claim in claims if claim])
+            raise
+        report.accepted = len(claimed)
+        report.started = [
+            xact_instance_id(event.event_id) for (event, _), new in zip(claimed, started, strict=True) if new
+        ]
+        for outcome in ("received", "accepted", "duplicates", "skipped", "invalid"):
+            metrics.add(f"xact.events.{outcome}", getattr(report, outcome))
+        for event in skipped:
+            log.info(
+                "xact event skipped",
+                extra={"trace_id": event.trace_id, "reason": event.skip_reason, "stage": INGEST_STAGE},
+            )
+        return report
+
+    async def _claim_all(self, events: Sequence[XactEvent]) -> list[Claim | None]:
+        """Claim every key, all or nothing (the latch gives back what it took if a call fails)."""
+        keys = [event.trace_id for event in events]
+        return await asyncio.get_running_loop().run_in_executor(_IO_THREADS, self.latch.claim_many, keys)
+
+    async def _release(self, claims: Sequence[Claim]) -> None:
+        outcomes = await asyncio.gather(
+            *(asyncio.get_running_loop().run_in_executor(_IO_THREADS, self.latch.release, c) for c in claims),
+            return_exceptions=True,
+        )
+        failed = sum(isinstance(o, BaseException) for o in outcomes)
+        if failed:
+            log.warning("could not release %d dedup latches; they stay pending and are reclaimed", failed)
+
+    def _invalid_letter(self, body: InvalidBody) -> DeadLetter:
+        return DeadLetter(
+            id=raw_body_id(INGEST_STAGE, body.raw),
+            domain=XACT_DOMAIN,
+            stage=INGEST_STAGE,
+            reason=DeadLetterReason.INVALID,
+            category=ErrorCategory.PERMANENT.value,
+            error=body.reason,
+            retry_count=0,
+            payload=body.raw,
+            created_at=self.now(),
+        )
+
+
+async def _in_threads(calls: Sequence[Callable[[], T]]) -> list[T]:
+    loop = asyncio.get_running_loop()
+    futures: list[Awaitable[T]] = [loop.run_in_executor(_IO_THREADS, call) for call in calls]
+    return list(await asyncio.gather(*futures))

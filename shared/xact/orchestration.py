@@ -1,0 +1,75 @@
+"""XACT orchestrators: generator functions, deterministic, registered by ``functions/``.
+
+event orchestrator: enrich (plugins + download tasks) → one attachment sub-orchestration per
+attachment, fanned out. attachment orchestrator: transfer with retries by error class → record
+the result (a row in ``xact_attachments``, or a failed row and a dead letter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from shared.ids import attachment_instance_id
+from shared.retry import call_with_retries, outcome_failure
+
+EVENT_ORCHESTRATOR = "xact_event_orchestrator"
+ATTACHMENT_ORCHESTRATOR = "xact_attachment_orchestrator"
+ENRICH_ACTIVITY = "xact_enrich"
+TRANSFER_ACTIVITY = "xact_transfer"
+RECORD_ATTACHMENT_ACTIVITY = "xact_record_attachment"
+RECORD_EVENT_FAILURE_ACTIVITY = "xact_record_event_failure"
+
+
+def event_orchestrator(context: Any) -> Generator[Any, Any, dict[str, Any]]:
+    event: dict[str, Any] = context.get_input()
+    delays: list[int] = event["retry_delays"]
+    context.set_custom_status({"stage": "enrich", "trace_id": event["trace_id"]})
+    outcome, retries = yield from call_with_retries(context, ENRICH_ACTIVITY, event, delays)
+    failure = outcome_failure(outcome)
+    if failure is not None:
+        yield context.call_activity(
+            RECORD_EVENT_FAILURE_ACTIVITY,
+            {
+                "event": event,
+                "failure": failure.to_dict(),
+                "retry_count": retries,
+                "instance_id": context.instance_id,
+            },
+        )
+        return {"trace_id": event["trace_id"], "status": "dead_lettered", "attachments": []}
+    downloads: list[dict[str, Any]] = outcome["value"]["downloads"]
+    context.set_custom_status(
+        {"stage": "attachments", "trace_id": event["trace_id"], "count": len(downloads)}
+    )
+    children = [
+        context.call_sub_orchestrator(
+            ATTACHMENT_ORCHESTRATOR,
+            {"task": task, "retry_delays": delays},
+            attachment_instance_id(context.instance_id, task["media_id"]),
+        )
+        for task in downloads
+    ]
+    results: list[dict[str, Any]] = (yield context.task_all(children)) if children else []
+    return {
+        "trace_id": event["trace_id"],
+        "status": "terminated" if outcome["value"].get("terminated") else "completed",
+        "rejected": outcome["value"].get("rejected", 0),
+        "attachments": results,
+    }
+
+
+def attachment_orchestrator(context: Any) -> Generator[Any, Any, dict[str, Any]]:
+    payload: dict[str, Any] = context.get_input()
+    task: dict[str, Any] = payload["task"]
+    outcome, retries = yield from call_with_retries(context, TRANSFER_ACTIVITY, task, payload["retry_delays"])
+    failure = outcome_failure(outcome)
+    record = {
+        "task": task,
+        "outcome": outcome,
+        "retry_count": retries,
+        "exhausted": failure is not None and failure.category.is_retryable,
+        "instance_id": context.instance_id,
+    }
+    status: str = yield context.call_activity(RECORD_ATTACHMENT_ACTIVITY, record)
+    return {"media_id": task["media_id"], "status": status, "retry_count": retries}

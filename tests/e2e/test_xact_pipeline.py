@@ -1,0 +1,202 @@
+"""The XACT pipeline end to end: ``function_app.app`` on the local host, real Azurite, the real
+Durable SDK replay, attachments served by the simulator, Delta tables read back with polars."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from claimsflow.simulator import expected_bytes
+from local_host import EventType
+from shared.dedup import DedupLatch
+from shared.ids import attachment_instance_id, event_id, media_id, xact_instance_id
+from tests.e2e.harness import Pipeline, s3_url, xact_body
+
+pytestmark = pytest.mark.e2e
+
+MakePipeline = Callable[..., Awaitable[Pipeline]]
+ORCHESTRATION_START = EventType.OrchestratorStarted
+TIMER_CREATED = EventType.TimerCreated
+TASK_SCHEDULED = EventType.TaskScheduled
+
+
+def trace() -> str:
+    return str(uuid.uuid4())
+
+
+def attachment_instance(trace_id: str, url: str) -> str:
+    return attachment_instance_id(xact_instance_id(event_id(trace_id)), media_id(trace_id, url))
+
+
+def path_and_size(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    size = next((int(p.split("=", 1)[1]) for p in parts.query.split("&") if p.startswith("size=")), 4096)
+    return parts.path, size
+
+
+def timer_delays(history: list[dict[str, Any]]) -> list[timedelta]:
+    """For each TimerCreated: FireAt minus the orchestrator time that created it."""
+    delays = []
+    now: datetime | None = None
+    for event in history:
+        if event["EventType"] == ORCHESTRATION_START:
+            now = datetime.fromisoformat(event["Timestamp"])
+        elif event["EventType"] == TIMER_CREATED:
+            assert now is not None
+            delays.append(datetime.fromisoformat(event["FireAt"]) - now)
+    return delays
+
+
+def scheduled(history: list[dict[str, Any]], name: str) -> int:
+    return sum(1 for e in history if e["EventType"] == TASK_SCHEDULED and e.get("Name") == name)
+
+
+class CrashAfterStartLatch(DedupLatch):
+    """The process dies after the orchestrations started but before the latches were marked done."""
+
+    crashed = False
+
+    def commit_many(self, claims: Any) -> None:
+        if not CrashAfterStartLatch.crashed:
+            CrashAfterStartLatch.crashed = True
+            raise RuntimeError("simulated crash after starting orchestrations")
+        super().commit_many(claims)
+
+
+async def test_batch_delivered_twice_after_a_crash_is_exactly_once(make_pipeline: MakePipeline) -> None:
+    pipeline = await make_pipeline()
+    CrashAfterStartLatch.crashed = False
+    pipeline.runtime.dedup.__class__ = CrashAfterStartLatch
+    events: dict[str, list[str]] = {}
+    for n in range(12):
+        trace_id = trace()
+        events[trace_id] = [
+            s3_url(f"/exports/A1B2C3/e{n}/photo.jpg", size=3000 + n),
+            s3_url(f"/exports/A1B2C3/e{n}/estimate.pdf", size=2_500_000 + n),
+        ]
+    bodies = [xact_body(t, urls) for t, urls in events.items()]
+    bodies.append(bodies[0])  # a duplicate inside the batch
+    # first delivery crashes mid-batch; the Event Hubs retry policy delivers it again
+    await pipeline.deliver(bodies)
+    assert CrashAfterStartLatch.crashed
+    await pipeline.host.run_until_idle()
+    # a hard restart, then the batch arrives once more (the checkpoint was never written)
+    await pipeline.crash_and_restart()
+    await pipeline.deliver(bodies)
+    await pipeline.settle()
+
+    xact_events = pipeline.table("xact_events")
+    assert xact_events.height == len(events)
+    assert sorted(xact_events["trace_id"].to_list()) == sorted(events)
+    attachments = pipeline.table("xact_attachments")
+    expected_media = {media_id(t, url) for t, urls in events.items() for url in urls}
+    assert attachments.height == len(expected_media)
+    assert set(attachments["media_id"].to_list()) == expected_media
+    files = pipeline.files()
+    assert sorted(files) == sorted(attachments["blob_path"].to_list())
+    for trace_id, urls in events.items():
+        for url in urls:
+            row = attachments.filter(attachments["media_id"] == media_id(trace_id, url)).row(0, named=True)
+            path, size = path_and_size(url)
+            assert files[row["blob_path"]] == expected_bytes(path, size)
+            assert row["bytes_downloaded"] == size
+    assert pipeline.dead_letters() == []
+
+
+async def test_source_failing_twice_then_succeeding(make_pipeline: MakePipeline) -> None:
+    pipeline = await make_pipeline({"faults": [{"path_contains": "flaky", "statuses": [503, 503]}]})
+    trace_id, url = trace(), s3_url("/exports/A1B2C3/flaky.pdf", size=10_000)
+    await pipeline.deliver([xact_body(trace_id, [url])])
+    await pipeline.settle()
+
+    history = await pipeline.history(attachment_instance(trace_id, url))
+    assert scheduled(history, "xact_transfer") == 3
+    assert timer_delays(history) == [timedelta(minutes=5), timedelta(minutes=10)]
+    attachments = pipeline.table("xact_attachments")
+    assert attachments["media_id"].to_list() == [media_id(trace_id, url)]
+    assert pipeline.files()[attachments["blob_path"][0]] == expected_bytes(*path_and_size(url))
+    assert pipeline.dead_letters() == []
+
+
+async def test_source_always_failing_is_dead_lettered_after_four_retries(make_pipeline: MakePipeline) -> None:
+    pipeline = await make_pipeline({"faults": [{"path_contains": "down", "statuses": [503], "repeat": True}]})
+    trace_id, url = trace(), s3_url("/exports/A1B2C3/down.pdf")
+    await pipeline.deliver([xact_body(trace_id, [url])])
+    await pipeline.settle()
+
+    history = await pipeline.history(attachment_instance(trace_id, url))
+    assert scheduled(history, "xact_transfer") == 5
+    assert timer_delays(history) == [timedelta(minutes=m) for m in (5, 10, 20, 40)]
+    [letter] = pipeline.dead_letters()
+    assert (letter.reason.value, letter.category, letter.retry_count) == ("exhausted", "transient", 4)
+    assert letter.media_id == media_id(trace_id, url)
+    assert "X-Amz-Signature=sig" not in letter.error
+    failed = pipeline.table("xact_attachments_failed")
+    assert failed.select("status", "retry_count", "http_status").rows() == [("exhausted", 4, 503)]
+    assert pipeline.files() == {}
+
+
+async def test_not_found_and_expired_are_dead_lettered_after_one_attempt(make_pipeline: MakePipeline) -> None:
+    pipeline = await make_pipeline({"faults": [{"path_contains": "gone", "statuses": [404], "repeat": True}]})
+    trace_id = trace()
+    missing = s3_url("/exports/A1B2C3/gone.pdf")
+    expired = s3_url("/exports/A1B2C3/old.pdf", signed_at=datetime(2026, 1, 1), expires=3600)
+    await pipeline.deliver([xact_body(trace_id, [missing, expired])])
+    await pipeline.settle()
+
+    for url in (missing, expired):
+        history = await pipeline.history(attachment_instance(trace_id, url))
+        assert scheduled(history, "xact_transfer") == 1
+        assert timer_delays(history) == []
+    letters = {letter.media_id: letter for letter in pipeline.dead_letters()}
+    assert set(letters) == {media_id(trace_id, missing), media_id(trace_id, expired)}
+    assert all(letter.reason.value == "permanent" and letter.retry_count == 0 for letter in letters.values())
+    assert not pipeline.simulator.requests_for("old.pdf")  # decided before any request
+    failed = pipeline.table("xact_attachments_failed")
+    assert sorted(failed["status"].to_list()) == ["failed_permanent", "failed_permanent"]
+
+
+async def test_rejected_urls_get_a_row_and_no_download(make_pipeline: MakePipeline) -> None:
+    pipeline = await make_pipeline()
+    trace_id = trace()
+    good = s3_url("/exports/A1B2C3/ok.png", size=500)
+    rejected = [
+        "https://169.254.169.254/latest/meta-data/creds.txt",
+        "http://usw2-prod-xn-exportreceiver-publish.s3.us-west-2.amazonaws.com/exports/A1B2C3/plain.pdf",
+        s3_url("/exports/A1B2C3/tool.exe"),
+        "https://evil.example.com/exports/x.pdf",
+    ]
+    await pipeline.deliver([xact_body(trace_id, [good, *rejected])])
+    await pipeline.settle()
+
+    failed = pipeline.table("xact_attachments_failed")
+    assert sorted(failed["media_id"].to_list()) == sorted(media_id(trace_id, url) for url in rejected)
+    assert set(failed["status"].to_list()) == {"rejected"}
+    assert set(failed["error_category"].to_list()) == {"permanent"}
+    assert pipeline.table("xact_attachments")["media_id"].to_list() == [media_id(trace_id, good)]
+    assert pipeline.dead_letters() == []
+    assert [r.path for r in pipeline.simulator.requests] == ["/exports/A1B2C3/ok.png"]
+
+
+async def test_invalid_and_skipped_events(make_pipeline: MakePipeline) -> None:
+    pipeline = await make_pipeline()
+    skipped = trace()
+    bodies = [
+        "{not json",
+        "[1, 2]",
+        xact_body(skipped, [s3_url("/exports/x/never.pdf")], assignmentId=None),
+    ]
+    await pipeline.deliver(bodies)
+    await pipeline.settle()
+
+    letters = pipeline.dead_letters()
+    assert sorted(letter.payload for letter in letters) == sorted(bodies[:2])
+    assert {letter.reason.value for letter in letters} == {"invalid"}
+    assert pipeline.table("xact_events")["trace_id"].to_list() == [skipped]
+    assert await pipeline.host.get_status(xact_instance_id(event_id(skipped))) is None
+    assert not pipeline.simulator.requests

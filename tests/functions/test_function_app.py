@@ -1,0 +1,109 @@
+"""The app indexes like the Functions host would see it: names, bindings, settings references."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+import function_app
+from local_host.indexing import app_functions
+from shared.config import Settings
+from shared.runtime import reset_runtime
+
+
+def functions_by_name() -> dict[str, Any]:
+    """Indexed once per process (the SDK refuses a second ``get_functions`` on one app)."""
+    return {f.get_function_name(): f for f in app_functions(function_app.app)}
+
+
+def bindings(name: str) -> list[dict[str, Any]]:
+    return json.loads(functions_by_name()[name].get_function_json())["bindings"]
+
+
+@pytest.mark.unit
+def test_every_concern_is_registered() -> None:
+    assert set(functions_by_name()) == {
+        "xact_ingest",
+        "xact_event_orchestrator",
+        "xact_attachment_orchestrator",
+        "xact_enrich",
+        "xact_transfer",
+        "xact_record_attachment",
+        "xact_record_event_failure",
+        "lakehouse_flush",
+        "lakehouse_compact",
+        "dedup_purge",
+        "health",
+    }
+
+
+@pytest.mark.unit
+def test_event_hub_trigger_reads_names_from_settings() -> None:
+    trigger = next(b for b in bindings("xact_ingest") if b["type"] == "eventHubTrigger")
+    assert trigger["cardinality"].lower() == "many"
+    assert trigger["eventHubName"] == "%XACT_EVENTHUB_NAME%"
+    assert trigger["consumerGroup"] == "%XACT_EVENTHUB_CONSUMER_GROUP%"
+    assert trigger["connection"] == "EventHubConnection"
+    assert any(b["type"] == "durableClient" for b in bindings("xact_ingest"))
+    retry = functions_by_name()["xact_ingest"].get_settings_dict("retry_policy")
+    assert retry["strategy"] == "exponential_backoff"
+    assert retry["max_retry_count"] == "-1"  # a storage outage must never drop a batch
+
+
+@pytest.mark.unit
+def test_timers_take_schedules_from_settings() -> None:
+    assert bindings("lakehouse_flush")[0]["schedule"] == "%FLUSH_SCHEDULE%"
+    assert bindings("lakehouse_compact")[0]["schedule"] == "%COMPACT_SCHEDULE%"
+
+
+@pytest.mark.unit
+def test_health_route_needs_a_function_key() -> None:
+    trigger = next(b for b in bindings("health") if b["type"] == "httpTrigger")
+    assert trigger["authLevel"].upper() == "FUNCTION"
+
+
+@pytest.fixture
+def app_settings(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    settings = make_settings()
+    monkeypatch.setenv("AzureWebJobsStorage", settings.storage_connection_string or "")
+    reset_runtime()
+    yield settings
+    reset_runtime()
+
+
+@pytest.mark.azurite
+def test_health_is_ready_against_azurite(app_settings: Settings) -> None:
+    health = functions_by_name()["health"].get_user_function()
+    response = health(func.HttpRequest("GET", "/api/health", body=b""))
+    assert response.status_code == 200
+    assert json.loads(response.get_body()) == {
+        "status": "ready",
+        "checks": {"configuration": True, "state_tables": True, "state_blobs": True},
+        "reasons": [],
+    }
+
+
+@pytest.mark.unit
+def test_health_reports_unreachable_storage(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "AzureWebJobsStorage",
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;",
+    )
+    reset_runtime()
+    try:
+        response = functions_by_name()["health"].get_user_function()(
+            func.HttpRequest("GET", "/api/health", body=b"")
+        )
+    finally:
+        reset_runtime()
+    assert response.status_code == 503
+    body = json.loads(response.get_body())
+    assert body["status"] == "not_ready"
+    assert "a2V5" not in response.get_body().decode()

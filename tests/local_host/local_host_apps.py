@@ -1,0 +1,174 @@
+"""Small function apps for the local host tests (the real function_app.py is not needed)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+START = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
+HOST_KEY = "test-host-key"
+RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5000, max_number_of_attempts=3)
+
+# Activity invocation counts, keyed by (activity, input); tests reset it.
+calls: Counter[tuple[str, str]] = Counter()
+
+app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+
+@app.orchestration_trigger(context_name="context")
+def chain(context: df.DurableOrchestrationContext) -> Any:
+    first = yield context.call_activity("hello", "a")
+    second = yield context.call_activity("hello", "b")
+    return [first, second]
+
+
+@app.orchestration_trigger(context_name="context")
+def fan_out(context: df.DurableOrchestrationContext) -> Any:
+    names = context.get_input() or ["a", "b", "c"]
+    results = yield context.task_all([context.call_activity("hello", n) for n in names])
+    return results
+
+
+@app.orchestration_trigger(context_name="context")
+def parent(context: df.DurableOrchestrationContext) -> Any:
+    result = yield context.call_sub_orchestrator("chain", None, f"{context.instance_id}-child")
+    return {"child": result}
+
+
+@app.orchestration_trigger(context_name="context")
+def sleeper(context: df.DurableOrchestrationContext) -> Any:
+    minutes = context.get_input() or 40
+    yield context.create_timer(context.current_utc_datetime + timedelta(minutes=minutes))
+    return "woke"
+
+
+@app.orchestration_trigger(context_name="context")
+def retrying(context: df.DurableOrchestrationContext) -> Any:
+    result = yield context.call_activity_with_retry("flaky", RETRY, context.get_input())
+    return result
+
+
+@app.orchestration_trigger(context_name="context")
+def failing(context: df.DurableOrchestrationContext) -> Any:
+    yield context.call_activity("boom", "x")
+    return "unreachable"
+
+
+@app.orchestration_trigger(context_name="context")
+def waiter(context: df.DurableOrchestrationContext) -> Any:
+    context.set_custom_status({"stage": "waiting"})
+    approval = yield context.wait_for_external_event("approval")
+    return {"approved": approval}
+
+
+@app.orchestration_trigger(context_name="context")
+def two_steps(context: df.DurableOrchestrationContext) -> Any:
+    """Activity, 10-minute timer, activity: leaves instances pending at a timer mid-run."""
+    key = context.get_input()
+    yield context.call_activity("record", f"{key}:before")
+    yield context.create_timer(context.current_utc_datetime + timedelta(minutes=10))
+    yield context.call_activity("record", f"{key}:after")
+    return key
+
+
+@app.orchestration_trigger(context_name="context")
+def calls_missing(context: df.DurableOrchestrationContext) -> Any:
+    yield context.call_activity("no_such_activity", None)
+
+
+@app.activity_trigger(input_name="name")
+def hello(name: str) -> str:
+    calls[("hello", name)] += 1
+    return f"hello {name}"
+
+
+@app.activity_trigger(input_name="spec")
+def flaky(spec: dict[str, Any]) -> dict[str, Any]:
+    """Fails the first ``spec['failures']`` attempts for ``spec['key']``."""
+    calls[("flaky", spec["key"])] += 1
+    attempt = calls[("flaky", spec["key"])]
+    if attempt <= spec["failures"]:
+        raise ConnectionError(f"attempt {attempt} failed")
+    return {"attempts": attempt}
+
+
+@app.activity_trigger(input_name="value")
+def boom(value: str) -> str:
+    raise ValueError(f"boom {value}")
+
+
+@app.activity_trigger(input_name="key")
+async def record(key: str) -> str:
+    calls[("record", key)] += 1
+    return key
+
+
+GATE = {"open": False}
+
+
+@app.orchestration_trigger(context_name="context")
+def gated(context: df.DurableOrchestrationContext) -> Any:
+    result = yield context.call_activity("gate", "g")
+    return result
+
+
+@app.activity_trigger(input_name="key")
+async def gate(key: str) -> str:
+    """Blocks until GATE['open'] is set: an activity in flight when a host stops."""
+    calls[("gate", key)] += 1
+    while not GATE["open"]:
+        await asyncio.sleep(0.01)
+    return "passed"
+
+
+# A second app with triggers (one app instance per indexing, as in the host).
+eh_app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+deliveries: list[list[func.EventHubEvent]] = []
+ticks: list[func.TimerRequest] = []
+
+
+@eh_app.retry(strategy="fixed_delay", max_retry_count="2", delay_interval="00:00:10")
+@eh_app.event_hub_message_trigger(
+    arg_name="events", event_hub_name="%CLAIMS_HUB%", connection="EventHubConnection", cardinality="many"
+)
+@eh_app.durable_client_input(client_name="client")
+async def ingest(events: list[func.EventHubEvent], client: df.DurableOrchestrationClient) -> None:
+    deliveries.append(events)
+    if len(deliveries) == 1:
+        raise ConnectionError("transient failure on first delivery")
+    for item in events:
+        await client.start_new("echo", f"echo-{item.sequence_number}", item.get_body().decode())
+
+
+@eh_app.retry(
+    strategy="exponential_backoff",
+    max_retry_count="2",
+    minimum_interval="00:00:01",
+    maximum_interval="00:00:03",
+)
+@eh_app.event_hub_message_trigger(
+    arg_name="events", event_hub_name="poison", connection="EventHubConnection", cardinality="many"
+)
+def always_fails(events: list[func.EventHubEvent]) -> None:
+    raise ValueError(f"cannot handle {len(events)} events")
+
+
+@eh_app.timer_trigger(schedule="0 */5 * * * *", arg_name="timer")
+def tick(timer: func.TimerRequest) -> None:
+    ticks.append(timer)
+
+
+@eh_app.orchestration_trigger(context_name="context")
+def echo(context: df.DurableOrchestrationContext) -> Any:
+    result = yield context.call_activity("shout", context.get_input())
+    return result
+
+
+@eh_app.activity_trigger(input_name="text")
+def shout(text: str) -> str:
+    return text.upper()

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import polars as pl
+import pytest
+from azure.data.tables import TableServiceClient
+
+from claimsflow.azurite import Azurite
+from shared.sharding import safe_row_key, shard_of
+from shared.staging import StagingTable
+from shared.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED, XACT_EVENTS, TableSpec, WriteMode
+
+pytestmark = pytest.mark.azurite
+
+TYPED = TableSpec(
+    name="test_typed",
+    schema=pl.Schema(
+        {
+            "k": pl.String(),
+            "big": pl.Int64(),
+            "small": pl.Int32(),
+            "flag": pl.Boolean(),
+            "ratio": pl.Float64(),
+            "day": pl.Date(),
+            "at": pl.Datetime("us", "UTC"),
+            "text": pl.String(),
+            "body": pl.String(),
+        }
+    ),
+    key=("k",),
+    mode=WriteMode.UPSERT,
+    large_text=frozenset({"body"}),
+)
+
+
+@pytest.fixture
+def staging(azurite: Azurite, unique: Callable[[str], str]) -> StagingTable:
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    return StagingTable(service, shards=4, table_name=unique("stg"))
+
+
+def by_key(staging: StagingTable, spec: TableSpec) -> dict[str, dict[str, object]]:
+    return {r.key: r.values for r in staging.read(spec, 10_000)}
+
+
+@pytest.mark.unit
+def test_row_keys_are_table_safe_and_injective() -> None:
+    forbidden = "a/b\\c#d?e%f\x01g\x7f"
+    key = safe_row_key(forbidden)
+    assert not set(key) & set("/\\#?\x01\x7f")
+    assert safe_row_key("a/b") != safe_row_key("a%2Fb")
+    long = safe_row_key("x" * 2000)
+    assert long.startswith("%H") and len(long) == 66
+    assert shard_of("trace-1", 16) == shard_of("trace-1", 16)
+    assert len({shard_of(f"k{i}", 16) for i in range(200)}) == 16
+
+
+def test_upsert_merge_later_non_null_values_win(staging: StagingTable) -> None:
+    spec = XACT_ATTACHMENTS_FAILED
+    staging.stage(
+        spec, {"media_id": "m1", "status": "failed_permanent", "error_message": "404", "http_status": 404}
+    )
+    staging.stage(spec, {"media_id": "m1", "status": "exhausted", "error_message": None, "retry_count": 4})
+    staging.stage_many(spec, [{"media_id": "m1", "trace_id": "t1"}, {"media_id": "m1", "retry_count": None}])
+    rows = by_key(staging, spec)
+    assert rows == {
+        "m1": {
+            "media_id": "m1",
+            "trace_id": "t1",
+            "status": "exhausted",
+            "error_message": "404",
+            "http_status": 404,
+            "retry_count": 4,
+        }
+    }
+    assert staging.count(spec) == 1
+
+
+def test_types_round_trip(staging: StagingTable) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    staging.stage(
+        TYPED,
+        {
+            "k": "a",
+            "big": 2**40 + 7,
+            "small": -5,
+            "flag": False,
+            "ratio": 0.25,
+            "day": date(2026, 2, 28),
+            "at": datetime(2026, 2, 28, 23, 59, 59, 123456, tzinfo=plus_two),
+            "text": "naïve ✓",
+            "body": "é" * 70_000,  # over one property's 64 KiB: stored in chunks
+        },
+    )
+    staging.stage(TYPED, {"k": "b", "flag": True, "big": -(2**62)})
+    rows = by_key(staging, TYPED)
+    a = rows["a"]
+    assert a["big"] == 2**40 + 7 and type(a["big"]) is int
+    assert a["small"] == -5
+    assert a["flag"] is False
+    assert a["ratio"] == 0.25
+    assert a["day"] == date(2026, 2, 28) and type(a["day"]) is date
+    assert a["at"] == datetime(2026, 2, 28, 21, 59, 59, 123456, tzinfo=UTC)
+    assert type(a["at"]) is datetime and a["at"].utcoffset() == timedelta(0)
+    assert a["text"] == "naïve ✓"
+    assert a["body"] == "é" * 70_000
+    assert rows["b"] == {"k": "b", "flag": True, "big": -(2**62)}
+    # a shorter text later replaces the chunks; a null leaves them alone
+    staging.stage(TYPED, {"k": "a", "body": "short"})
+    staging.stage(TYPED, {"k": "a", "body": None, "text": None})
+    a = by_key(staging, TYPED)["a"]
+    assert a["body"] == "short" and a["text"] == "naïve ✓"
+    frame = TYPED.to_frame([a])
+    assert frame.schema == TYPED.schema
+
+
+def test_keys_with_forbidden_characters(staging: StagingTable) -> None:
+    keys = ["a/b", "a%2Fb", "q?x=1#frag", "back\\slash", "tab\tkey", "k" * 1500]
+    staging.stage_many(XACT_EVENTS, [{"trace_id": k, "event_date": date(2026, 1, 1)} for k in keys])
+    staging.stage(XACT_EVENTS, {"trace_id": "k" * 1500, "event_date": date(2026, 1, 1), "type": "x"})
+    rows = by_key(staging, XACT_EVENTS)
+    assert set(rows) == set(keys)
+    assert rows["k" * 1500]["type"] == "x"
+    assert all(rows[k]["trace_id"] == k for k in keys)
+
+
+def test_stage_many_batches_per_partition_and_reads_every_shard(
+    azurite: Azurite, unique: Callable[[str], str]
+) -> None:
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    one = StagingTable(service, shards=1, table_name=unique("stg"))
+    rows = [{"media_id": f"m{i}", "event_date": date(2026, 1, 1 + i % 20)} for i in range(250)]
+    rows.append({"media_id": "m0", "sha256": "abc", "event_date": date(2026, 1, 1)})  # same key again
+    assert one.stage_many(XACT_ATTACHMENTS, rows) == 250  # 3 transactions in one partition
+    assert one.count(XACT_ATTACHMENTS) == 250
+    assert by_key(one, XACT_ATTACHMENTS)["m0"]["sha256"] == "abc"
+
+    many = StagingTable(service, shards=8, table_name=unique("stg"))
+    many.stage_many(XACT_ATTACHMENTS, rows)
+    some = many.read(XACT_ATTACHMENTS, 40)
+    assert len(some) == 40
+    assert len({r.partition_key for r in some}) == 8  # a fair share from every shard
+    everything = many.read(XACT_ATTACHMENTS, 1000)
+    assert len(everything) == 250 and len({r.key for r in everything}) == 250
+    assert many.count(XACT_EVENTS) == 0  # tables do not see each other's rows
+
+
+def test_delete_only_if_unchanged(staging: StagingTable) -> None:
+    spec = XACT_ATTACHMENTS_FAILED
+    staging.stage_many(spec, [{"media_id": f"m{i}", "status": "rejected"} for i in range(30)])
+    read = staging.read(spec, 100)
+    staging.stage(spec, {"media_id": "m7", "status": "exhausted"})  # changed after the read
+    assert staging.delete_if_unchanged(read) == 29
+    left = by_key(staging, spec)
+    assert list(left) == ["m7"] and left["m7"]["status"] == "exhausted"
+    staging.delete_if_unchanged(read)  # gone or changed: no error, and m7 stays
+    assert list(by_key(staging, spec)) == ["m7"]
+    assert staging.delete_if_unchanged(staging.read(spec, 10)) == 1
+    assert staging.count(spec) == 0

@@ -1,0 +1,197 @@
+"""The XACT orchestrators under the real Durable SDK replay (local host), with scripted activities:
+retry by error class, timers, exhaustion, enrich failure, plugin termination."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+import pytest
+
+from claimsflow.azurite import Azurite
+from local_host import EventType, LocalHost, VirtualClock
+from shared.errors import ErrorCategory, Failure
+from shared.retry import failed, ok
+from shared.xact.orchestration import (
+    ATTACHMENT_ORCHESTRATOR,
+    EVENT_ORCHESTRATOR,
+    attachment_orchestrator,
+    event_orchestrator,
+)
+
+pytestmark = pytest.mark.azurite
+
+START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+class Script:
+    """What the activities answer, and what they were asked."""
+
+    enrich: list[Any] = []
+    transfer: list[Any] = []
+    recorded: list[dict[str, Any]] = []
+    event_failures: list[dict[str, Any]] = []
+
+    @classmethod
+    def reset(cls, *, enrich: list[Any], transfer: list[Any]) -> None:
+        cls.enrich, cls.transfer, cls.recorded, cls.event_failures = list(enrich), list(transfer), [], []
+
+
+def answer(queue: list[Any]) -> Any:
+    item = queue.pop(0) if len(queue) > 1 else queue[0]
+    if isinstance(item, Exception):
+        raise item
+    return item
+
+
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+
+@app.orchestration_trigger(context_name="context")
+def xact_event_orchestrator(context: df.DurableOrchestrationContext) -> Any:
+    return (yield from event_orchestrator(context))
+
+
+@app.orchestration_trigger(context_name="context")
+def xact_attachment_orchestrator(context: df.DurableOrchestrationContext) -> Any:
+    return (yield from attachment_orchestrator(context))
+
+
+@app.activity_trigger(input_name="event")
+def xact_enrich(event: dict[str, Any]) -> dict[str, Any]:
+    return answer(Script.enrich)  # type: ignore[no-any-return]
+
+
+@app.activity_trigger(input_name="task")
+def xact_transfer(task: dict[str, Any]) -> dict[str, Any]:
+    return answer(Script.transfer)  # type: ignore[no-any-return]
+
+
+@app.activity_trigger(input_name="record")
+def xact_record_attachment(record: dict[str, Any]) -> str:
+    Script.recorded.append(record)
+    return (
+        "uploaded"
+        if record["outcome"]["ok"]
+        else ("exhausted" if record["exhausted"] else "failed_permanent")
+    )
+
+
+@app.activity_trigger(input_name="record")
+def xact_record_event_failure(record: dict[str, Any]) -> None:
+    Script.event_failures.append(record)
+
+
+EVENT = {
+    "trace_id": "t-1",
+    "event_id": "e-1",
+    "status_subtype": "documentsReceived",
+    "assignment_id": "A1",
+    "estimate_version": None,
+    "attachments": ["https://h/a.pdf"],
+    "event_date": "2026-11-22",
+    "occurred_at": "2026-11-22T15:04:05+00:00",
+    "retry_delays": [300, 600, 1200, 2400],
+}
+TASK = {"media_id": "m-1", "trace_id": "t-1", "attachment_url": "https://h/a.pdf", "blob_path": "p/a.pdf"}
+TRANSIENT = failed(Failure.of(ErrorCategory.TRANSIENT, "503 Service Unavailable", 503))
+PERMANENT = failed(Failure.of(ErrorCategory.PERMANENT, "404 Not Found", 404))
+
+
+@pytest.fixture
+async def host(azurite: Azurite, unique: Callable[[str], str]) -> AsyncIterator[LocalHost]:
+    instance = LocalHost(
+        app,
+        connection_string=azurite.connection_string,
+        settings_env={},
+        clock=VirtualClock(START),
+        task_hub=unique("orch"),
+    )
+    await instance.start()
+    yield instance
+    await instance.stop()
+
+
+async def run(host: LocalHost, event: dict[str, Any] | None = None) -> Any:
+    instance_id = await host.start_orchestration(EVENT_ORCHESTRATOR, event or EVENT, instance_id="xact-e-1")
+    await host.run_until_idle()
+    return await host.get_status(instance_id)
+
+
+def timer_offsets(history: list[dict[str, Any]]) -> list[timedelta]:
+    return [
+        datetime.fromisoformat(e["FireAt"]) - START
+        for e in history
+        if e["EventType"] == EventType.TimerCreated
+    ]
+
+
+async def test_transient_twice_then_success(host: LocalHost) -> None:
+    Script.reset(
+        enrich=[ok({"downloads": [TASK], "rejected": 0})], transfer=[TRANSIENT, TRANSIENT, ok({"bytes": 1})]
+    )
+    status = await run(host)
+    assert status.runtime_status == "Completed"
+    [record] = Script.recorded
+    assert record["retry_count"] == 2 and record["outcome"]["ok"]
+    history = await host.get_history("xact-e-1:m-1")
+    assert timer_offsets(history) == [timedelta(minutes=5), timedelta(minutes=15)]
+
+
+async def test_exhausted_after_four_retries_at_5_10_20_40_minutes(host: LocalHost) -> None:
+    Script.reset(enrich=[ok({"downloads": [TASK], "rejected": 0})], transfer=[TRANSIENT])
+    await run(host)
+    [record] = Script.recorded
+    assert (record["retry_count"], record["exhausted"]) == (4, True)
+    history = await host.get_history("xact-e-1:m-1")
+    # each timer waits its delay after the failure that preceded it: +5, +10, +20, +40 minutes
+    assert timer_offsets(history) == [timedelta(minutes=m) for m in (5, 15, 35, 75)]
+
+
+async def test_permanent_stops_at_once_without_timer(host: LocalHost) -> None:
+    Script.reset(enrich=[ok({"downloads": [TASK], "rejected": 0})], transfer=[PERMANENT])
+    await run(host)
+    [record] = Script.recorded
+    assert (record["retry_count"], record["exhausted"]) == (0, False)
+    assert timer_offsets(await host.get_history("xact-e-1:m-1")) == []
+
+
+async def test_activity_exception_counts_as_unknown_and_is_retried(host: LocalHost) -> None:
+    Script.reset(
+        enrich=[ok({"downloads": [TASK], "rejected": 0})],
+        transfer=[RuntimeError("boom at https://h/a.pdf?X-Amz-Signature=SECRET"), ok({"bytes": 1})],
+    )
+    await run(host)
+    [record] = Script.recorded
+    assert record["retry_count"] == 1 and record["outcome"]["ok"]
+
+
+async def test_enrich_failing_for_good_dead_letters_the_event(host: LocalHost) -> None:
+    Script.reset(enrich=[RuntimeError("staging unavailable")], transfer=[ok({"bytes": 1})])
+    status = await run(host)
+    assert status.runtime_status == "Completed"
+    [failure] = Script.event_failures
+    assert failure["retry_count"] == 4
+    assert failure["failure"]["category"] == "unknown"
+    assert Script.recorded == []
+
+
+async def test_fan_out_one_sub_orchestration_per_attachment(host: LocalHost) -> None:
+    tasks = [{**TASK, "media_id": f"m-{n}"} for n in range(5)]
+    Script.reset(enrich=[ok({"downloads": tasks, "rejected": 1})], transfer=[ok({"bytes": 1})])
+    status = await run(host)
+    assert status.runtime_status == "Completed"
+    assert sorted(r["task"]["media_id"] for r in Script.recorded) == [f"m-{n}" for n in range(5)]
+    for n in range(5):
+        child = await host.get_status(f"xact-e-1:m-{n}")
+        assert child is not None and child.name == ATTACHMENT_ORCHESTRATOR
+
+
+async def test_terminated_by_plugin_creates_no_downloads(host: LocalHost) -> None:
+    Script.reset(enrich=[ok({"downloads": [], "rejected": 0, "terminated": True})], transfer=[ok({})])
+    status = await run(host)
+    assert '"status": "terminated"' in status.output
+    assert Script.recorded == []
