@@ -71,7 +71,9 @@ class Registry:
     def __init__(self) -> None:
         self.ids: set[str] = set()
 
-    async def start_if_absent(self, orchestrator: str, instance_id: str, payload: dict[str, Any]) -> bool:
+    async def start_once(
+        self, orchestrator: str, instance_id: str, payload: dict[str, Any], *, rerun_finished: bool = False
+    ) -> bool:
         if instance_id in self.ids:
             return False
         self.ids.add(instance_id)

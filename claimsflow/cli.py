@@ -35,8 +35,10 @@ def run(
         level=logging.INFO if verbose else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from claimsflow.run import RunOptions, run_pipeline
+    from claimsflow.azurite import AzuriteError
+    from claimsflow.run import RunError, RunOptions, run_pipeline
     from claimsflow.summary import print_summary
+    from shared.config import ConfigError
 
     if xact_events is None and generate is None:
         raise typer.BadParameter("give --xact-events PATH or --generate N")
@@ -46,7 +48,11 @@ def run(
         generate=generate,
         redeliver=redeliver,
     )
-    result = asyncio.run(run_pipeline(options))
+    try:
+        result = asyncio.run(run_pipeline(options))
+    except (RunError, AzuriteError, ConfigError, OSError) as exc:
+        typer.echo(f"claimsflow run could not complete: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
     print_summary(result)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)

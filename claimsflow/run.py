@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.blob import BlobServiceClient
+from deltalake.exceptions import TableNotFoundError
 
 from claimsflow.azurite import REPO_ROOT, Azurite
 from claimsflow.local_settings import sample_values
@@ -154,13 +155,34 @@ async def run_pipeline(options: RunOptions) -> dict[str, Any]:
 class DriveOutcome:
     completed: int
     failed: int
-    flushed_rows: int
+    flush_runs: int
+
+
+class RunError(RuntimeError):
+    """The run itself could not work (not a pipeline outcome: those are counted)."""
+
+
+async def _fire(host: LocalHost, function_name: str) -> None:
+    outcome = await host.fire_timer(function_name)
+    if not outcome.succeeded:
+        raise RunError(f"{function_name} failed: {outcome.errors[-1] if outcome.errors else 'unknown'}")
+
+
+async def _flush_everything(host: LocalHost, max_runs: int = 100) -> int:
+    """Fire the real flush timer until staging is empty, as the 15-second schedule would."""
+    from shared.runtime import get_runtime
+    from shared.tables import all_specs
+
+    for run in range(1, max_runs + 1):
+        await _fire(host, "lakehouse_flush")
+        if not any(get_runtime().staging.count(spec) for spec in all_specs()):
+            return run
+    raise RunError(f"staging still holds rows after {max_runs} flushes")
 
 
 async def _drive(settings: Settings, env: dict[str, str], bodies: list[str], redeliver: bool) -> DriveOutcome:
     import function_app
     from local_host import LocalHost, VirtualClock
-    from shared.flush import flush_all
     from shared.runtime import get_runtime, reset_runtime
 
     storage = StorageFactory(settings)
@@ -197,18 +219,13 @@ async def _drive(settings: Settings, env: dict[str, str], bodies: list[str], red
             await host.run_until_idle()
         await host.run_until_idle()
         counts = await instance_counts(host)
+        flushed = await _flush_everything(host)
+        await _fire(host, "lakehouse_compact")
     finally:
         await host.stop()
         await get_runtime().aclose()
-    flushed = 0
-    while True:
-        results = flush_all(settings, StorageFactory(settings))
-        merged = sum(result.rows_merged for result in results)
-        flushed += merged
-        if merged == 0:
-            break
     return DriveOutcome(
-        completed=counts.get("Completed", 0), failed=counts.get("Failed", 0), flushed_rows=flushed
+        completed=counts.get("Completed", 0), failed=counts.get("Failed", 0), flush_runs=flushed
     )
 
 
@@ -240,7 +257,7 @@ def _report(
         location = tables_root.child(get_spec(name).name)
         try:
             rows = pl.scan_delta(location.uri, storage_options=options).select(pl.len()).collect().item()
-        except Exception:  # table never created: nothing was staged for it
+        except TableNotFoundError:  # never created: nothing was staged for it
             rows = 0
         tables[name] = {"uri": location.uri, "rows": int(rows)}
     from shared.runtime import Runtime

@@ -12,25 +12,37 @@ log = logging.getLogger(__name__)
 bp = func.Blueprint()
 
 
+class LakehouseTimerError(RuntimeError):
+    """Some tables failed; the others were done. Raised so the run shows as failed."""
+
+
 @bp.timer_trigger(arg_name="timer", schedule="%FLUSH_SCHEDULE%", run_on_startup=False, use_monitor=False)
 def lakehouse_flush(timer: func.TimerRequest) -> None:
-    from shared.flush import flush_all
+    from shared.flush import FlushStatus, flush_all
 
     runtime = get_runtime()
-    for result in flush_all(runtime.settings, runtime.storage):
-        log.info("flush", extra={"table": result.table, "rows_merged": result.rows_merged})
+    results = flush_all(runtime.settings, runtime.storage)
+    for result in results:
+        log.info("flush %s: %s", result.table, result.status.value, extra=result.to_dict())
+    failed = [f"{r.table}: {r.error}" for r in results if r.status is FlushStatus.FAILED]
+    if failed:
+        raise LakehouseTimerError("flush failed for " + "; ".join(failed))
 
 
 @bp.timer_trigger(arg_name="timer", schedule="%COMPACT_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def lakehouse_compact(timer: func.TimerRequest) -> None:
-    from shared.compaction import compact_all
+    from shared.compaction import CompactionStatus, compact_all
 
     runtime = get_runtime()
-    for result in compact_all(runtime.settings, runtime.storage):
-        log.info("compaction", extra={"table": result.table})
+    results = compact_all(runtime.settings, runtime.storage)
+    for result in results:
+        log.info("compaction %s: %s", result.table, result.status.value, extra=result.to_dict())
+    failed = [f"{r.table}: {r.error}" for r in results if r.status is CompactionStatus.FAILED]
+    if failed:
+        raise LakehouseTimerError("compaction failed for " + "; ".join(failed))
 
 
 @bp.timer_trigger(arg_name="timer", schedule="0 41 * * * *", run_on_startup=False, use_monitor=True)
 def dedup_purge(timer: func.TimerRequest) -> None:
     removed = get_runtime().dedup.purge_expired()
-    log.info("dedup latches purged", extra={"rows_deleted": removed})
+    log.info("dedup latches purged: %d", removed)

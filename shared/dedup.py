@@ -40,7 +40,8 @@ class Claim:
     partition: str
     row: str
     etag: str
-    reclaimed: bool  # True when an earlier delivery had left the latch pending or expired
+    reclaimed: bool  # an earlier delivery had left the latch pending (a crash) or it had expired
+    expired: bool = False  # the key was completed longer ago than the TTL: process it again
 
 
 class DedupLatch:
@@ -158,7 +159,8 @@ class DedupLatch:
             )
         except (ResourceModifiedError, ResourceNotFoundError):
             return self.claim(key)  # another delivery moved it on; decide again
-        return Claim(key, partition, row, meta["etag"], reclaimed=True)
+        expired = existing.get("state") == LatchState.DONE.value
+        return Claim(key, partition, row, meta["etag"], reclaimed=True, expired=expired)
 
     def commit(self, claim: Claim) -> None:
         """Mark the key done: from now on, within the TTL, it is a duplicate."""

@@ -13,16 +13,25 @@ class DurableClient(Protocol):
     ) -> str: ...
 
 
+FINISHED_STATUSES = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
+
+
 class DurableStarter:
-    """Checks for an existing instance first: a redelivered event never restarts a finished one
-    (``start_new`` on a completed id would run it again on the Azure Storage backend)."""
+    """Checks for an existing instance first. A redelivered event never restarts an instance
+    (``start_new`` on a finished id would run it again on the Azure Storage backend), unless the
+    caller says the event is new again (its dedup entry had expired)."""
 
     def __init__(self, client: DurableClient) -> None:
         self._client = client
 
-    async def start_if_absent(self, orchestrator: str, instance_id: str, payload: dict[str, Any]) -> bool:
+    async def start_once(
+        self, orchestrator: str, instance_id: str, payload: dict[str, Any], *, rerun_finished: bool = False
+    ) -> bool:
         status = await self._client.get_status(instance_id)
-        if status is not None and getattr(status, "runtime_status", None) is not None:
-            return False
+        runtime_status = getattr(status, "runtime_status", None)
+        if runtime_status is not None:
+            state = getattr(runtime_status, "value", runtime_status)
+            if not (rerun_finished and state in FINISHED_STATUSES):
+                return False
         await self._client.start_new(orchestrator, instance_id, payload)
         return True

@@ -35,9 +35,12 @@ T = TypeVar("T")
 
 
 class OrchestrationStarter(Protocol):
-    """Starts an orchestration unless an instance with that id already exists."""
+    """Starts an orchestration unless an instance with that id exists; a finished one is run
+    again only when ``rerun_finished`` (the event is new again after the dedup TTL)."""
 
-    async def start_if_absent(self, orchestrator: str, instance_id: str, payload: dict[str, Any]) -> bool: ...
+    async def start_once(
+        self, orchestrator: str, instance_id: str, payload: dict[str, Any], *, rerun_finished: bool = False
+    ) -> bool: ...
 
 
 class EventStaging(Protocol):
@@ -120,12 +123,13 @@ class XactIngestor:
                 )
             started = await asyncio.gather(
                 *(
-                    self.starter.start_if_absent(
+                    self.starter.start_once(
                         EVENT_ORCHESTRATOR,
                         xact_instance_id(event.event_id),
                         orchestration_input(event, self.retry_delays),
+                        rerun_finished=claim.expired,
                     )
-                    for event, _ in claimed
+                    for event, claim in claimed
                 )
             )
             await _in_threads([partial(self.latch.commit_many, [claim for _, claim in claimed])])

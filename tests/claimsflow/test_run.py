@@ -107,3 +107,9 @@ def test_run_refuses_without_input() -> None:
     result = CliRunner().invoke(app, ["run"])
     assert result.exit_code != 0
     assert "--xact-events" in result.output
+
+
+def test_unreadable_event_file_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", "--xact-events", str(tmp_path / "missing.jsonl")])
+    assert result.exit_code == 2
+    assert "could not complete" in result.output

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from azure.data.tables import TableClient
 
 from shared.config import Settings
+from shared.dedup import DedupLatch
 from shared.runtime import Runtime
 from shared.tables import XACT_EVENTS
 from shared.xact.ingest import EVENT_ORCHESTRATOR, XactIngestor
@@ -18,19 +21,23 @@ pytestmark = pytest.mark.azurite
 
 
 class InstanceRegistry:
-    """A starter that behaves like the Durable client: one instance per id, ever."""
+    """A starter that behaves like the Durable client; every instance finishes at once."""
 
     def __init__(self, fail_after: int | None = None) -> None:
         self.instances: dict[str, dict[str, Any]] = {}
+        self.runs: Counter[str] = Counter()
         self.fail_after = fail_after
 
-    async def start_if_absent(self, orchestrator: str, instance_id: str, payload: dict[str, Any]) -> bool:
+    async def start_once(
+        self, orchestrator: str, instance_id: str, payload: dict[str, Any], *, rerun_finished: bool = False
+    ) -> bool:
         assert orchestrator == EVENT_ORCHESTRATOR
         if self.fail_after is not None and len(self.instances) >= self.fail_after:
             raise ConnectionResetError("connection reset while starting the orchestration")
-        if instance_id in self.instances:
+        if instance_id in self.instances and not rerun_finished:
             return False
         self.instances[instance_id] = payload
+        self.runs[instance_id] += 1
         return True
 
 
@@ -133,3 +140,29 @@ async def test_crash_mid_batch_then_redelivery(runtime: Runtime) -> None:
     assert len(starter.instances) == 3
     rows = runtime.staging.read(XACT_EVENTS, limit=100)
     assert sorted(row.key for row in rows) == ["c1", "c2", "c3"]
+
+
+async def test_an_event_seen_longer_ago_than_the_ttl_is_processed_again(runtime: Runtime) -> None:
+    now = [datetime(2026, 2, 14, 16, 0, tzinfo=UTC)]
+    settings = runtime.settings
+    table = TableClient.from_connection_string(
+        settings.storage_connection_string or "", settings.state_table("dedup")
+    )
+    table.create_table()
+
+    def latch() -> DedupLatch:  # a fresh process each time: nothing cached in memory
+        return DedupLatch(table, ttl=timedelta(hours=24), shards=4, cache_size=10, now=lambda: now[0])
+
+    starter = InstanceRegistry()
+
+    async def deliver() -> Any:
+        ingest = XactIngestor(latch(), runtime.staging, runtime.dead_letters, starter, (300,), lambda: now[0])
+        return await ingest.ingest([event("ttl-1")])
+
+    assert (await deliver()).accepted == 1
+    now[0] += timedelta(hours=23)
+    assert (await deliver()).duplicates == 1
+    now[0] += timedelta(hours=2)
+    again = await deliver()
+    assert again.accepted == 1
+    assert list(starter.runs.values()) == [2]  # the finished orchestration ran once more

@@ -13,6 +13,7 @@ import pytest
 
 from claimsflow.azurite import Azurite
 from local_host import EventType, LocalHost, VirtualClock
+from shared.durable import DurableStarter
 from shared.errors import ErrorCategory, Failure
 from shared.retry import failed, ok
 from shared.xact.orchestration import (
@@ -195,3 +196,20 @@ async def test_terminated_by_plugin_creates_no_downloads(host: LocalHost) -> Non
     status = await run(host)
     assert '"status": "terminated"' in status.output
     assert Script.recorded == []
+
+
+async def test_starter_starts_once_unless_the_event_is_new_again(host: LocalHost) -> None:
+    """``DurableStarter`` through the real ``DurableOrchestrationClient`` and management API."""
+    Script.reset(enrich=[ok({"downloads": [], "rejected": 0})], transfer=[ok({})])
+    starter = DurableStarter(host.durable_client())
+    assert await starter.start_once(EVENT_ORCHESTRATOR, "xact-e-1", EVENT)
+    assert not await starter.start_once(EVENT_ORCHESTRATOR, "xact-e-1", EVENT)  # pending
+    await host.run_until_idle()
+    assert not await starter.start_once(EVENT_ORCHESTRATOR, "xact-e-1", EVENT)  # completed
+    assert not await starter.start_once(EVENT_ORCHESTRATOR, "xact-e-1", EVENT, rerun_finished=False)
+    assert await starter.start_once(EVENT_ORCHESTRATOR, "xact-e-1", EVENT, rerun_finished=True)
+    status = await host.get_status("xact-e-1")
+    assert status is not None and status.runtime_status == "Pending"
+    await host.run_until_idle()
+    status = await host.get_status("xact-e-1")
+    assert status is not None and status.runtime_status == "Completed"
