@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from shared.runtime import get_runtime
+
+if TYPE_CHECKING:
+    from shared.compaction import CompactionResult
+    from shared.flush import FlushResult
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -16,17 +23,21 @@ class LakehouseTimerError(RuntimeError):
     """Some tables failed; the others were done. Raised so the run shows as failed."""
 
 
+def _report(kind: str, results: Sequence[FlushResult | CompactionResult], failed_status: StrEnum) -> None:
+    """Log each table's outcome; raise if any table failed (the others were still done)."""
+    for result in results:
+        log.info("%s %s: %s", kind, result.table, result.status.value, extra=result.to_dict())
+    failed = [f"{r.table}: {r.error}" for r in results if r.status is failed_status]
+    if failed:
+        raise LakehouseTimerError(f"{kind} failed for " + "; ".join(failed))
+
+
 @bp.timer_trigger(arg_name="timer", schedule="%FLUSH_SCHEDULE%", run_on_startup=False, use_monitor=False)
 def lakehouse_flush(timer: func.TimerRequest) -> None:
     from shared.flush import FlushStatus, flush_all
 
     runtime = get_runtime()
-    results = flush_all(runtime.settings, runtime.storage)
-    for result in results:
-        log.info("flush %s: %s", result.table, result.status.value, extra=result.to_dict())
-    failed = [f"{r.table}: {r.error}" for r in results if r.status is FlushStatus.FAILED]
-    if failed:
-        raise LakehouseTimerError("flush failed for " + "; ".join(failed))
+    _report("flush", flush_all(runtime.settings, runtime.storage), FlushStatus.FAILED)
 
 
 @bp.timer_trigger(arg_name="timer", schedule="%COMPACT_SCHEDULE%", run_on_startup=False, use_monitor=True)
@@ -34,12 +45,7 @@ def lakehouse_compact(timer: func.TimerRequest) -> None:
     from shared.compaction import CompactionStatus, compact_all
 
     runtime = get_runtime()
-    results = compact_all(runtime.settings, runtime.storage)
-    for result in results:
-        log.info("compaction %s: %s", result.table, result.status.value, extra=result.to_dict())
-    failed = [f"{r.table}: {r.error}" for r in results if r.status is CompactionStatus.FAILED]
-    if failed:
-        raise LakehouseTimerError("compaction failed for " + "; ".join(failed))
+    _report("compaction", compact_all(runtime.settings, runtime.storage), CompactionStatus.FAILED)
 
 
 @bp.timer_trigger(arg_name="timer", schedule="0 41 * * * *", run_on_startup=False, use_monitor=True)

@@ -10,6 +10,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from shared.durable import DurableStarter
+from shared.errors import redacted_errors
 from shared.runtime import get_runtime
 from shared.xact import activities
 from shared.xact.ingest import XactIngestor
@@ -70,19 +71,23 @@ def xact_attachment_orchestrator(context: df.DurableOrchestrationContext) -> Any
 
 @bp.activity_trigger(input_name="event")
 def xact_enrich(event: dict[str, Any]) -> dict[str, Any]:
-    return activities.enrich(event, get_runtime())
+    with redacted_errors():
+        return activities.enrich(event, get_runtime())
 
 
 @bp.activity_trigger(input_name="task")
 async def xact_transfer(task: dict[str, Any]) -> dict[str, Any]:
-    return await activities.transfer(task, get_runtime())
+    with redacted_errors():
+        return await activities.transfer(task, get_runtime())
 
 
 @bp.activity_trigger(input_name="record")
 def xact_record_attachment(record: dict[str, Any]) -> str:
-    return activities.record_attachment(record, get_runtime())
+    with redacted_errors():
+        return activities.record_attachment(record, get_runtime())
 
 
 @bp.activity_trigger(input_name="record")
 def xact_record_event_failure(record: dict[str, Any]) -> None:
-    activities.record_event_failure(record, get_runtime())
+    with redacted_errors():
+        activities.record_event_failure(record, get_runtime())

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
@@ -15,6 +18,7 @@ from typing import Any
 from shared.redact import redact_text
 
 MAX_ERROR_CHARS = 500
+MAX_TRACE_CHARS = 8000
 
 
 class ErrorCategory(StrEnum):
@@ -61,6 +65,22 @@ class ClassifiedError(Exception):
     def __init__(self, failure: Failure) -> None:
         super().__init__(failure.message)
         self.failure = failure
+
+
+class ActivityError(Exception):
+    """An unexpected failure inside an activity. Its message (summary first, then the traceback)
+    is redacted, because the host stores it in the orchestration history."""
+
+
+@contextmanager
+def redacted_errors() -> Iterator[None]:
+    """Re-raise any exception as :class:`ActivityError` with secrets removed from its text."""
+    try:
+        yield
+    except Exception as exc:
+        summary = f"{type(exc).__name__}: {exc}"
+        details = "".join(traceback.format_exception(exc))
+        raise ActivityError(redact_text(f"{summary}\n{details}")[-MAX_TRACE_CHARS:]) from None
 
 
 def classify_http_status(status: int) -> ErrorCategory:

@@ -10,6 +10,7 @@ import azure.functions as func
 import pytest
 
 import function_app
+from functions.lakehouse import LakehouseTimerError
 from local_host.indexing import app_functions
 from shared.config import Settings
 from shared.runtime import reset_runtime
@@ -107,3 +108,31 @@ def test_health_reports_unreachable_storage(monkeypatch: pytest.MonkeyPatch) -> 
     body = json.loads(response.get_body())
     assert body["status"] == "not_ready"
     assert "a2V5" not in response.get_body().decode()
+
+
+@pytest.mark.azurite
+def test_flush_timer_fails_loudly_when_a_table_cannot_be_written(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One table failing does not hide: the invocation fails (after the other tables were done)."""
+    settings = make_settings(LAKE_TABLES_URI="abfss://lake@nosuchaccount.dfs.core.windows.net/Tables")
+    for key, value in {
+        "AzureWebJobsStorage": settings.storage_connection_string or "",
+        "TASKHUB_NAME": settings.taskhub_name,
+        "LAKE_TABLES_URI": settings.lake_tables_uri,
+    }.items():
+        monkeypatch.setenv(key, value)
+    reset_runtime()
+    try:
+        from shared.runtime import get_runtime
+        from shared.tables import XACT_ATTACHMENTS_FAILED
+
+        get_runtime().staging.stage(
+            XACT_ATTACHMENTS_FAILED, {"media_id": "m-1", "trace_id": "t", "status": "rejected"}
+        )
+        flush = functions_by_name()["lakehouse_flush"].get_user_function()
+        with pytest.raises(LakehouseTimerError, match="xact_attachments_failed"):
+            flush(None)
+        assert get_runtime().staging.count(XACT_ATTACHMENTS_FAILED) == 1  # nothing lost
+    finally:
+        reset_runtime()

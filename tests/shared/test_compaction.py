@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -9,34 +9,14 @@ import pytest
 from deltalake import DeltaTable
 
 from shared.compaction import CompactionResult, CompactionStatus
-from shared.config import Settings
 from shared.delta_writer import DeltaWriter, MergeMetrics
 from shared.flush import FlushStatus, Lakehouse
-from shared.storage import LakeLocation, StorageFactory
+from shared.storage import LakeLocation
 from shared.tables import XACT_ATTACHMENTS, XACT_EVENTS
 
 pytestmark = pytest.mark.azurite
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def make_lakehouse(
-    make_settings: Callable[..., Settings], unique: Callable[[str], str]
-) -> Iterator[Callable[..., Lakehouse]]:
-    made: list[Lakehouse] = []
-
-    def make(**overrides: Any) -> Lakehouse:
-        settings = make_settings(**overrides)
-        lakehouse = Lakehouse(
-            settings, StorageFactory(settings), staging_table=unique("stg"), lock_container=unique("locks")
-        )
-        made.append(lakehouse)
-        return lakehouse
-
-    yield make
-    for lakehouse in made:
-        lakehouse.close()
 
 
 def flush_in_small_commits(lh: Lakehouse, commits: int, first: int = 0) -> None:

@@ -4,7 +4,15 @@ import errno
 
 import pytest
 
-from shared.errors import ClassifiedError, ErrorCategory, Failure, classify_exception, classify_http_status
+from shared.errors import (
+    ActivityError,
+    ClassifiedError,
+    ErrorCategory,
+    Failure,
+    classify_exception,
+    classify_http_status,
+    redacted_errors,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -63,3 +71,16 @@ def test_message_is_capped() -> None:
 
 def test_only_permanent_is_not_retryable() -> None:
     assert [c for c in ErrorCategory if not c.is_retryable] == [ErrorCategory.PERMANENT]
+
+
+def test_unexpected_activity_errors_are_redacted_with_their_traceback() -> None:
+    def fail() -> None:
+        raise RuntimeError("GET https://h.example.com/f.pdf?X-Amz-Signature=TOPSECRET failed")
+
+    with pytest.raises(ActivityError) as caught, redacted_errors():
+        fail()
+    text = str(caught.value)
+    assert text.startswith("RuntimeError: GET https://h.example.com/f.pdf?X-Amz-Signature=REDACTED failed")
+    assert "TOPSECRET" not in text
+    assert "in fail" in text  # the traceback is kept, redacted
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__

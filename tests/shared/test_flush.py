@@ -1,43 +1,22 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
 import pytest
 
-from shared.config import Settings
 from shared.delta_writer import DeltaWriter, MergeMetrics
 from shared.flush import FlushResult, FlushStatus, Lakehouse, flush_table
 from shared.staging import StagedRow, StagingTable
-from shared.storage import StorageFactory
 from shared.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED, XACT_EVENTS, TableSpec
 
 pytestmark = pytest.mark.azurite
 
 XACT = [XACT_EVENTS, XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED]
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def make_lakehouse(
-    make_settings: Callable[..., Settings], unique: Callable[[str], str]
-) -> Iterator[Callable[..., Lakehouse]]:
-    made: list[Lakehouse] = []
-
-    def make(**overrides: Any) -> Lakehouse:
-        settings = make_settings(**overrides)
-        lakehouse = Lakehouse(
-            settings, StorageFactory(settings), staging_table=unique("stg"), lock_container=unique("locks")
-        )
-        made.append(lakehouse)
-        return lakehouse
-
-    yield make
-    for lakehouse in made:
-        lakehouse.close()
 
 
 def rows_in(lakehouse: Lakehouse, spec: TableSpec) -> pl.DataFrame:
