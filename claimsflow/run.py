@@ -33,6 +33,7 @@ from claimsflow.local_settings import sample_values
 from claimsflow.samples import default_world, generate
 from shared import metrics
 from shared.config import Settings
+from shared.runtime import reset_runtime
 from shared.storage import LakeLocation, StorageFactory
 
 if TYPE_CHECKING:
@@ -145,10 +146,16 @@ async def run_pipeline(options: RunOptions) -> dict[str, Any]:
         env = run_environment(connection_string, simulator.url, run_id)
         with environment(env):
             settings = Settings()
-            outcome = await _drive(settings, env, bodies, options.redeliver)
-    return _report(
-        settings, outcome, elapsed=time.monotonic() - started, azurite_started=started_azurite is not None
-    )
+            try:
+                outcome = await _drive(settings, env, bodies, options.redeliver)
+                return _report(
+                    settings,
+                    outcome,
+                    elapsed=time.monotonic() - started,
+                    azurite_started=started_azurite is not None,
+                )
+            finally:
+                reset_runtime()  # the next use reads the restored environment
 
 
 @dataclass(slots=True)
@@ -183,7 +190,7 @@ async def _flush_everything(host: LocalHost, max_runs: int = 100) -> int:
 async def _drive(settings: Settings, env: dict[str, str], bodies: list[str], redeliver: bool) -> DriveOutcome:
     import function_app
     from local_host import LocalHost, VirtualClock
-    from shared.runtime import get_runtime, reset_runtime
+    from shared.runtime import get_runtime
 
     storage = StorageFactory(settings)
     for uri in (settings.lake_tables_uri, settings.xact_attachments_uri):
@@ -278,6 +285,7 @@ def _report(
         },
         "dead_letters": dead_letters,
         "orchestrations": {"completed": outcome.completed, "failed": outcome.failed},
+        "flushes": outcome.flush_runs,
         "tables": tables,
         "storage_options": options,
         "files": {"xact": {"container": files_root.container, "prefix": files_root.path + "/"}},

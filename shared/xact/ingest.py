@@ -56,14 +56,6 @@ class IngestReport:
     invalid: int = 0
     started: list[str] = field(default_factory=list)
 
-    def add(self, other: IngestReport) -> None:
-        self.received += other.received
-        self.accepted += other.accepted
-        self.duplicates += other.duplicates
-        self.skipped += other.skipped
-        self.invalid += other.invalid
-        self.started.extend(other.started)
-
 
 def orchestration_input(event: XactEvent, retry_delays: Sequence[int]) -> dict[str, Any]:
     """The event orchestration's input: small, JSON-only, everything replay needs."""
@@ -132,7 +124,9 @@ class XactIngestor:
                     for event, claim in claimed
                 )
             )
-            await _in_threads([partial(self.latch.commit_many, [claim for _, claim in claimed])])
+            await asyncio.get_running_loop().run_in_executor(
+                _IO_THREADS, self.latch.commit_many, [claim for _, claim in claimed]
+            )
         except BaseException:
             await self._release([claim for claim in claims if claim])
             raise
