@@ -1,4 +1,4 @@
-"""Lakehouse timers: flush staged rows into Delta, compact tables, purge expired dedup latches."""
+"""Lakehouse timers: flush staged rows into Delta, compact the tables."""
 
 from __future__ import annotations
 
@@ -46,9 +46,3 @@ def lakehouse_compact(timer: func.TimerRequest) -> None:
 
     runtime = get_runtime()
     _report("compaction", compact_all(runtime.settings, runtime.storage), CompactionStatus.FAILED)
-
-
-@bp.timer_trigger(arg_name="timer", schedule="0 41 * * * *", run_on_startup=False, use_monitor=True)
-def dedup_purge(timer: func.TimerRequest) -> None:
-    removed = get_runtime().dedup.purge_expired()
-    log.info("dedup latches purged: %d", removed)

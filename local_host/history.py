@@ -59,8 +59,9 @@ def install_timestamp_cache() -> None:
     The memoised function returns the very object dateutil returns for that string (datetimes are
     immutable), so replay results are unchanged; only repeated parsing is skipped.
     """
-    from azure.durable_functions.models.history import HistoryEvent as module
+    import importlib
 
+    module = importlib.import_module("azure.durable_functions.models.history.HistoryEvent")
     module.dt_parse = parse_timestamp  # type: ignore[attr-defined]
 
 
@@ -121,6 +122,8 @@ def to_status_history(history: list[Event], *, show_output: bool) -> list[dict[s
         elif kind == EventType.ExecutionCompleted:
             item["OrchestrationStatus"] = e.get("OrchestrationStatus")
         for key in ("FireAt", "TimerId", "Name", "Reason", "Details", "FailureDetails"):
+            if key == "Name" and kind != EventType.EventRaised:
+                continue  # the extension reports it as FunctionName
             if key in e and key not in item:
                 item[key] = e[key]
         if kind == EventType.EventRaised:

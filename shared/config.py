@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     compact_schedule: str = Field("0 17 * * * *", alias="COMPACT_SCHEDULE")
     flush_max_rows: int = Field(5000, alias="FLUSH_MAX_ROWS", gt=0)
     vacuum_retention_hours: int = Field(168, alias="VACUUM_RETENTION_HOURS", ge=0)
+    instance_retention_days: int = Field(30, alias="INSTANCE_RETENTION_DAYS", ge=1)
 
     @model_validator(mode="before")
     @classmethod

@@ -71,6 +71,7 @@ var appSettings = {
   COMPACT_SCHEDULE: '0 17 * * * *'
   FLUSH_MAX_ROWS: '5000'
   VACUUM_RETENTION_HOURS: '168'
+  INSTANCE_RETENTION_DAYS: '30'
 }
 
 // Durable Task Scheduler: host.json stays on AzureStorage; these host-level overrides switch the

@@ -38,6 +38,7 @@ def test_every_concern_is_registered() -> None:
         "lakehouse_flush",
         "lakehouse_compact",
         "dedup_purge",
+        "instance_purge",
         "health",
     }
 

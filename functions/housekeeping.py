@@ -1,0 +1,29 @@
+"""Housekeeping timers: expired dedup latches and old orchestration histories."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from shared.housekeeping import purge_finished_instances
+from shared.runtime import get_runtime
+
+log = logging.getLogger(__name__)
+bp = df.Blueprint()
+
+
+@bp.timer_trigger(arg_name="timer", schedule="0 41 * * * *", run_on_startup=False, use_monitor=True)
+def dedup_purge(timer: func.TimerRequest) -> None:
+    removed = get_runtime().dedup.purge_expired()
+    log.info("dedup latches purged: %d", removed)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="0 23 * * * *", run_on_startup=False, use_monitor=True)
+@bp.durable_client_input(client_name="client")
+async def instance_purge(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+    retention = timedelta(days=get_runtime().settings.instance_retention_days)
+    purged = await purge_finished_instances(client, now=datetime.now(UTC), retention=retention)
+    log.info("finished orchestration histories purged: %d", purged)

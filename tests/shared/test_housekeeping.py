@@ -1,0 +1,62 @@
+"""Purging finished orchestration histories through the real Durable client and management API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+import pytest
+
+from claimsflow.azurite import Azurite
+from local_host import LocalHost, VirtualClock
+from shared.housekeeping import purge_finished_instances
+
+pytestmark = pytest.mark.azurite
+
+START = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+
+@app.orchestration_trigger(context_name="context")
+def waits_for_approval(context: df.DurableOrchestrationContext) -> Any:
+    if context.get_input() == "wait":
+        yield context.wait_for_external_event("approval")
+    return "done"
+
+
+@pytest.fixture
+async def host(azurite: Azurite, unique: Callable[[str], str]) -> AsyncIterator[LocalHost]:
+    instance = LocalHost(
+        app,
+        connection_string=azurite.connection_string,
+        settings_env={},
+        clock=VirtualClock(START),
+        task_hub=unique("purge"),
+    )
+    await instance.start()
+    yield instance
+    await instance.stop()
+
+
+async def test_only_finished_instances_older_than_the_retention_are_purged(host: LocalHost) -> None:
+    for n in range(3):
+        await host.start_orchestration("waits_for_approval", "go", instance_id=f"old-{n}")
+    await host.start_orchestration("waits_for_approval", "wait", instance_id="old-running")
+    await host.run_until_idle()
+    host.clock.advance(timedelta(days=10))
+    await host.start_orchestration("waits_for_approval", "go", instance_id="recent")
+    await host.run_until_idle()
+
+    purged = await purge_finished_instances(
+        host.durable_client(), now=START + timedelta(days=31), retention=timedelta(days=30)
+    )
+    assert purged == 3
+    for n in range(3):
+        assert await host.get_status(f"old-{n}") is None
+    running = await host.get_status("old-running")
+    assert running is not None and running.runtime_status == "Running"
+    recent = await host.get_status("recent")
+    assert recent is not None and recent.runtime_status == "Completed"
