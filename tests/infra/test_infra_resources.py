@@ -10,9 +10,10 @@ import json
 import re
 from typing import Any
 
-import infra_iac as iac
 import pytest
 import yaml
+
+from tests.infra import infra_iac as iac
 
 pytestmark = pytest.mark.unit
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import infra_iac as iac
 import pytest
+
+from tests.infra import infra_iac as iac
 
 pytestmark = pytest.mark.unit
 

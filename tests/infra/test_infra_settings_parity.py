@@ -10,8 +10,9 @@ import json
 import shutil
 from pathlib import Path
 
-import infra_iac as iac
 import pytest
+
+from tests.infra import infra_iac as iac
 
 pytestmark = pytest.mark.unit
 

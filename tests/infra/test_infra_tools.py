@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import infra_iac as iac
 import pytest
+
+from tests.infra import infra_iac as iac
 
 pytestmark = pytest.mark.unit
 

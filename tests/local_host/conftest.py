@@ -1,26 +1,16 @@
-"""Fixtures: LocalHost instances on the session Azurite, each on its own task hub. Also makes this
-folder's helper module (local_host_apps) importable under --import-mode=importlib."""
+"""Fixtures: LocalHost instances on the session Azurite, each on its own task hub."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from claimsflow.azurite import Azurite
 from local_host import LocalHost, VirtualClock
-
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-import local_host_apps as apps  # noqa: E402
-from local_host_apps import HOST_KEY, START  # noqa: E402
-
-MakeHost = Callable[..., Awaitable[LocalHost]]
+from tests.local_host import local_host_apps as apps
+from tests.local_host.local_host_apps import HOST_KEY, START, MakeHost
 
 
 @pytest.fixture(autouse=True)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
+from local_host import LocalHost
+
 START = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
 HOST_KEY = "test-host-key"
+MakeHost = Callable[..., Awaitable[LocalHost]]  # the make_host fixture
 RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5000, max_number_of_attempts=3)
 
 # Activity invocation counts, keyed by (activity, input); tests reset it.

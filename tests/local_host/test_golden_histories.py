@@ -14,9 +14,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from local_host_apps import START
 
 from local_host import EventType, LocalHost
+from tests.local_host.local_host_apps import START
 
 pytestmark = [pytest.mark.azurite, pytest.mark.e2e]
 

@@ -9,9 +9,9 @@ from datetime import datetime
 import aiohttp
 import azure.durable_functions as df
 import pytest
-from local_host_apps import HOST_KEY, START
 
 from local_host import LocalHost
+from tests.local_host.local_host_apps import HOST_KEY, START
 
 pytestmark = [pytest.mark.azurite, pytest.mark.e2e]
 

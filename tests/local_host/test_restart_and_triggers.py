@@ -8,12 +8,11 @@ import json
 from collections.abc import Callable
 from datetime import timedelta
 
-import local_host_apps as apps
 import pytest
-from conftest import MakeHost
-from local_host_apps import START
 
 from local_host import IndexingError, LocalHost, VirtualClock
+from tests.local_host import local_host_apps as apps
+from tests.local_host.local_host_apps import START, MakeHost
 
 pytestmark = [pytest.mark.azurite, pytest.mark.e2e]
 
