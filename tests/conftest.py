@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
 
 from claimsflow.azurite import Azurite
+from local_host import LocalHost, VirtualClock
 from shared.config import Settings
 from shared.storage import StorageFactory
 
@@ -54,3 +56,29 @@ def make_settings(azurite: Azurite, unique: Callable[[str], str]) -> Callable[..
 @pytest.fixture
 def storage(make_settings: Callable[..., Settings]) -> StorageFactory:
     return StorageFactory(make_settings())
+
+
+@pytest.fixture
+async def make_local_host(
+    azurite: Azurite, unique: Callable[[str], str]
+) -> AsyncIterator[Callable[..., Awaitable[LocalHost]]]:
+    """``await make_local_host(app, start=...)``: a started LocalHost on the session Azurite. Hosts
+    made in one test share a task hub, so a second one is the first one restarted."""
+    hosts: list[LocalHost] = []
+    task_hub = unique("hub")
+
+    async def make(
+        app: Any, *, start: datetime, clock: VirtualClock | None = None, **kwargs: Any
+    ) -> LocalHost:
+        kwargs.setdefault("settings_env", {})
+        kwargs.setdefault("task_hub", task_hub)
+        host = LocalHost(
+            app, connection_string=azurite.connection_string, clock=clock or VirtualClock(start), **kwargs
+        )
+        await host.start()
+        hosts.append(host)
+        return host
+
+    yield make
+    for host in hosts:
+        await host.stop()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,8 +10,7 @@ import azure.durable_functions as df
 import azure.functions as func
 import pytest
 
-from claimsflow.azurite import Azurite
-from local_host import LocalHost, VirtualClock
+from local_host import LocalHost
 from shared.housekeeping import purge_finished_instances
 
 pytestmark = pytest.mark.azurite
@@ -28,17 +27,8 @@ def waits_for_approval(context: df.DurableOrchestrationContext) -> Any:
 
 
 @pytest.fixture
-async def host(azurite: Azurite, unique: Callable[[str], str]) -> AsyncIterator[LocalHost]:
-    instance = LocalHost(
-        app,
-        connection_string=azurite.connection_string,
-        settings_env={},
-        clock=VirtualClock(START),
-        task_hub=unique("purge"),
-    )
-    await instance.start()
-    yield instance
-    await instance.stop()
+async def host(make_local_host: Callable[..., Awaitable[LocalHost]]) -> LocalHost:
+    return await make_local_host(app, start=START)
 
 
 async def test_only_finished_instances_older_than_the_retention_are_purged(host: LocalHost) -> None:

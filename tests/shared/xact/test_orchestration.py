@@ -3,7 +3,7 @@ retry by error class, timers, exhaustion, enrich failure, plugin termination."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,8 +11,7 @@ import azure.durable_functions as df
 import azure.functions as func
 import pytest
 
-from claimsflow.azurite import Azurite
-from local_host import EventType, LocalHost, VirtualClock
+from local_host import EventType, LocalHost
 from shared.durable import DurableStarter
 from shared.errors import ErrorCategory, Failure
 from shared.retry import failed, ok
@@ -103,17 +102,8 @@ PERMANENT = failed(Failure.of(ErrorCategory.PERMANENT, "404 Not Found", 404))
 
 
 @pytest.fixture
-async def host(azurite: Azurite, unique: Callable[[str], str]) -> AsyncIterator[LocalHost]:
-    instance = LocalHost(
-        app,
-        connection_string=azurite.connection_string,
-        settings_env={},
-        clock=VirtualClock(START),
-        task_hub=unique("orch"),
-    )
-    await instance.start()
-    yield instance
-    await instance.stop()
+async def host(make_local_host: Callable[..., Awaitable[LocalHost]]) -> LocalHost:
+    return await make_local_host(app, start=START)
 
 
 async def run(host: LocalHost, event: dict[str, Any] | None = None) -> Any:
