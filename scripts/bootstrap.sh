@@ -12,9 +12,9 @@ fi
 stamp=.venv/.requirements.sha
 want=$(cat requirements.txt requirements-dev.txt requirements-infra.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -r requirements-dev.txt
-  .venv/bin/python -m pip install --quiet --no-deps -e .
+  .venv/bin/python -m pip install --quiet --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet --quiet -r requirements-dev.txt
+  .venv/bin/python -m pip install --quiet --quiet --no-deps -e .
   echo "$want" > "$stamp"
 fi
 
@@ -25,5 +25,5 @@ fi
 
 # checkov for the offline IaC checks (tests/infra), in its own venv: its pins clash with the app's.
 if ! cmp -s infra/checkov/requirements.txt .tools/checkov/.requirements.txt 2>/dev/null; then
-  "$PYTHON" -m venv .tools/checkov && .tools/checkov/bin/python -m pip install --quiet -r infra/checkov/requirements.txt && cp infra/checkov/requirements.txt .tools/checkov/.requirements.txt
+  "$PYTHON" -m venv .tools/checkov && .tools/checkov/bin/python -m pip install --quiet --quiet -r infra/checkov/requirements.txt && cp infra/checkov/requirements.txt .tools/checkov/.requirements.txt
 fi
