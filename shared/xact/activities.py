@@ -17,9 +17,9 @@ from shared.ids import media_id
 from shared.redact import redact_url, strip_query
 from shared.retry import Outcome, failed, ok, outcome_failure
 from shared.runtime import Runtime
+from shared.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED
 from shared.xact.ingest import XACT_DOMAIN
 from shared.xact.paths import attachment_target
-from shared.xact.rows import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED
 
 log = logging.getLogger(__name__)
 

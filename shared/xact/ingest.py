@@ -21,8 +21,10 @@ from shared.deadletter import DeadLetter, DeadLetterReason, DeadLetterStore, raw
 from shared.dedup import Claim, DedupLatch
 from shared.errors import ErrorCategory
 from shared.ids import xact_instance_id
+from shared.staging import StagingTable
+from shared.tables import XACT_EVENTS
 from shared.xact.events import InvalidBody, XactEvent, parse_xact_body
-from shared.xact.rows import XACT_EVENTS, event_row
+from shared.xact.rows import event_row
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +43,6 @@ class OrchestrationStarter(Protocol):
     async def start_once(
         self, orchestrator: str, instance_id: str, payload: dict[str, Any], *, rerun_finished: bool = False
     ) -> bool: ...
-
-
-class EventStaging(Protocol):
-    def stage_many(self, table: str, rows: Sequence[dict[str, Any]]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -75,7 +73,7 @@ def orchestration_input(event: XactEvent, retry_delays: Sequence[int]) -> dict[s
 @dataclass(slots=True)
 class XactIngestor:
     latch: DedupLatch
-    staging: EventStaging
+    staging: StagingTable
     dead_letters: DeadLetterStore
     starter: OrchestrationStarter
     retry_delays: Sequence[int]

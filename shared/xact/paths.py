@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-UNKNOWN_FILE_TYPE = "UNKNOWN"
+from shared.filetypes import UNKNOWN_FILE_TYPE
+
 FNOL = "firstNoticeOfLossReceived"
 ESTIMATE_PACKAGE = "estimatePackageReceived"
 

@@ -7,10 +7,6 @@ from typing import Any
 
 from shared.xact.events import XactEvent
 
-XACT_EVENTS = "xact_events"
-XACT_ATTACHMENTS = "xact_attachments"
-XACT_ATTACHMENTS_FAILED = "xact_attachments_failed"
-
 _DATA_COLUMNS: tuple[tuple[str, str], ...] = (
     ("description", "description"),
     ("assignment_id", "assignmentId"),
