@@ -26,9 +26,9 @@ from deltalake import write_deltalake
 
 from claimsflow.azurite import Azurite
 from shared.config import Settings
-from shared.flush import Lakehouse
+from shared.lake.flush import Lakehouse
+from shared.lake.tables import XACT_ATTACHMENTS
 from shared.storage import StorageFactory
-from shared.tables import XACT_ATTACHMENTS
 
 TABLE_ROWS = 1_000_000
 DAYS = 30

@@ -37,12 +37,12 @@ import aiohttp  # noqa: E402
 from azure.storage.blob import BlobBlock  # noqa: E402
 
 from claimsflow.azurite import Azurite  # noqa: E402
-from shared.attachment_store import BlobAttachmentStore  # noqa: E402
 from shared.config import Settings  # noqa: E402
-from shared.http import create_session  # noqa: E402
 from shared.storage import LakeLocation, StorageFactory  # noqa: E402
-from shared.transfer import TransferRequest, transfer_attachment  # noqa: E402
-from shared.urls import UrlPolicy  # noqa: E402
+from shared.transfer.attachment import TransferRequest, transfer_attachment  # noqa: E402
+from shared.transfer.http import create_session  # noqa: E402
+from shared.transfer.stores import BlobAttachmentStore  # noqa: E402
+from shared.transfer.urls import UrlPolicy  # noqa: E402
 
 MIB = 1024 * 1024
 HOST = "usw2-prod-xn-exportreceiver-publish.s3.us-west-2.amazonaws.com"

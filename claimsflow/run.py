@@ -177,8 +177,8 @@ async def _fire(host: LocalHost, function_name: str) -> None:
 
 async def _flush_everything(host: LocalHost, max_runs: int = 100) -> int:
     """Fire the real flush timer until staging is empty, as the 15-second schedule would."""
+    from shared.lake.tables import all_specs
     from shared.runtime import get_runtime
-    from shared.tables import all_specs
 
     for run in range(1, max_runs + 1):
         await _fire(host, "lakehouse_flush")
@@ -252,7 +252,7 @@ async def instance_counts(host: LocalHost) -> Counter[str]:
 def _report(
     settings: Settings, outcome: DriveOutcome, *, elapsed: float, azurite_started: bool
 ) -> dict[str, Any]:
-    from shared.tables import get_spec
+    from shared.lake.tables import get_spec
 
     counters = metrics.snapshot()
     storage = StorageFactory(settings)

@@ -41,7 +41,7 @@ from typing import Any
 
 from aiohttp import web
 
-from shared.filetypes import extension_of, natural_content_type
+from shared.transfer.filetypes import extension_of, natural_content_type
 
 DEFAULT_SIZE = 4096
 DIGEST = 32

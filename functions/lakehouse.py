@@ -12,8 +12,8 @@ import azure.functions as func
 from shared.runtime import get_runtime
 
 if TYPE_CHECKING:
-    from shared.compaction import CompactionResult
-    from shared.flush import FlushResult
+    from shared.lake.compaction import CompactionResult
+    from shared.lake.flush import FlushResult
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -34,7 +34,7 @@ def _report(kind: str, results: Sequence[FlushResult | CompactionResult], failed
 
 @bp.timer_trigger(arg_name="timer", schedule="%FLUSH_SCHEDULE%", run_on_startup=False, use_monitor=False)
 def lakehouse_flush(timer: func.TimerRequest) -> None:
-    from shared.flush import FlushStatus, flush_all
+    from shared.lake.flush import FlushStatus, flush_all
 
     runtime = get_runtime()
     _report("flush", flush_all(runtime.settings, runtime.storage), FlushStatus.FAILED)
@@ -42,7 +42,7 @@ def lakehouse_flush(timer: func.TimerRequest) -> None:
 
 @bp.timer_trigger(arg_name="timer", schedule="%COMPACT_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def lakehouse_compact(timer: func.TimerRequest) -> None:
-    from shared.compaction import CompactionStatus, compact_all
+    from shared.lake.compaction import CompactionStatus, compact_all
 
     runtime = get_runtime()
     _report("compaction", compact_all(runtime.settings, runtime.storage), CompactionStatus.FAILED)

@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING
 from azure.core.exceptions import ResourceExistsError
 
 from shared.config import AttachmentApi, Settings, get_settings
-from shared.deadletter import DeadLetterStore
-from shared.dedup import DedupLatch
+from shared.state.deadletter import DeadLetterStore
+from shared.state.dedup import DedupLatch
 from shared.storage import StorageFactory
 
 if TYPE_CHECKING:
     import aiohttp
     from azure.data.tables import TableClient
 
-    from plugins.base import PluginRegistry
-    from shared.attachment_store import AttachmentStore
-    from shared.staging import StagingTable
-    from shared.urls import UrlPolicy
+    from shared.lake.staging import StagingTable
+    from shared.plugins.registry import PluginRegistry
+    from shared.transfer.stores import AttachmentStore
+    from shared.transfer.urls import UrlPolicy
 
 
 class Runtime:
@@ -64,7 +64,7 @@ class Runtime:
 
     @cached_property
     def staging(self) -> StagingTable:
-        from shared.staging import StagingTable
+        from shared.lake.staging import StagingTable
 
         return StagingTable(
             service=self.storage.table_service(),
@@ -74,18 +74,18 @@ class Runtime:
 
     @cached_property
     def url_policy(self) -> UrlPolicy:
-        from shared.urls import UrlPolicy
+        from shared.transfer.urls import UrlPolicy
 
         return UrlPolicy.from_settings(self.settings)
 
     @cached_property
     def plugins(self) -> PluginRegistry:
-        from plugins.base import default_registry
+        from shared.plugins.registry import default_registry
 
         return default_registry()
 
     def http_session(self) -> aiohttp.ClientSession:
-        from shared.http import create_session
+        from shared.transfer.http import create_session
 
         key = id(asyncio.get_running_loop())
         session = self._sessions.get(key)
@@ -94,7 +94,7 @@ class Runtime:
         return session
 
     def attachment_store(self) -> AttachmentStore:
-        from shared.attachment_store import BlobAttachmentStore, DataLakeAttachmentStore
+        from shared.transfer.stores import BlobAttachmentStore, DataLakeAttachmentStore
 
         key = id(asyncio.get_running_loop())
         store = self._stores.get(key)

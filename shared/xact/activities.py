@@ -8,16 +8,16 @@ import logging
 from datetime import UTC, date, datetime
 from typing import Any
 
-from plugins.base import Domain, PluginContext, Stage
 from shared import metrics
-from shared.deadletter import DeadLetter, DeadLetterReason
 from shared.errors import ClassifiedError, Failure
-from shared.filetypes import require_allowed_extension
 from shared.ids import media_id
+from shared.lake.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED
+from shared.plugins.registry import Domain, PluginContext, Stage
 from shared.redact import redact_url, strip_query
 from shared.retry import Outcome, failed, ok, outcome_failure
 from shared.runtime import Runtime
-from shared.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED
+from shared.state.deadletter import DeadLetter, DeadLetterReason
+from shared.transfer.filetypes import require_allowed_extension
 from shared.xact.ingest import XACT_DOMAIN
 from shared.xact.paths import attachment_target
 
@@ -99,7 +99,7 @@ def download_task(event: dict[str, Any], url: str) -> dict[str, Any]:
 
 
 async def transfer(task: dict[str, Any], runtime: Runtime) -> Outcome:
-    from shared.transfer import TransferRequest, transfer_attachment
+    from shared.transfer.attachment import TransferRequest, transfer_attachment
 
     request = TransferRequest(url=task["attachment_url"], blob_path=task["blob_path"])
     try:

@@ -17,12 +17,12 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from shared import metrics
-from shared.deadletter import DeadLetter, DeadLetterReason, DeadLetterStore, raw_body_id
-from shared.dedup import Claim, DedupLatch
 from shared.errors import ErrorCategory
 from shared.ids import xact_instance_id
-from shared.staging import StagingTable
-from shared.tables import XACT_EVENTS
+from shared.lake.staging import StagingTable
+from shared.lake.tables import XACT_EVENTS
+from shared.state.deadletter import DeadLetter, DeadLetterReason, DeadLetterStore, raw_body_id
+from shared.state.dedup import Claim, DedupLatch
 from shared.xact.events import InvalidBody, XactEvent, parse_xact_body
 from shared.xact.rows import event_row
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from shared.filetypes import UNKNOWN_FILE_TYPE
+from shared.transfer.filetypes import UNKNOWN_FILE_TYPE
 
 FNOL = "firstNoticeOfLossReceived"
 ESTIMATE_PACKAGE = "estimatePackageReceived"

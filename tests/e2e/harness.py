@@ -14,9 +14,9 @@ import function_app
 from claimsflow.simulator import AttachmentSimulator
 from local_host import LocalHost, VirtualClock
 from shared.config import Settings
-from shared.deadletter import DeadLetter
-from shared.flush import FlushStatus, flush_all
+from shared.lake.flush import FlushStatus, flush_all
 from shared.runtime import Runtime, get_runtime, reset_runtime
+from shared.state.deadletter import DeadLetter
 from shared.storage import LakeLocation, StorageFactory
 
 S3_HOST = "usw2-prod-xn-exportreceiver-publish.s3.us-west-2.amazonaws.com"

@@ -13,8 +13,8 @@ import pytest
 
 from claimsflow.simulator import expected_bytes
 from local_host import EventType
-from shared.dedup import DedupLatch
 from shared.ids import attachment_instance_id, event_id, media_id, xact_instance_id
+from shared.state.dedup import DedupLatch
 from tests.e2e.harness import Pipeline, s3_url, xact_body
 
 pytestmark = pytest.mark.e2e

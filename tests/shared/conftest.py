@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from shared.config import Settings
-from shared.flush import Lakehouse
+from shared.lake.flush import Lakehouse
 from shared.storage import StorageFactory
 
 

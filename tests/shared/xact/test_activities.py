@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from plugins.base import Domain, PluginContext, PluginResult, Stage
 from shared.config import Settings
 from shared.errors import ErrorCategory, Failure
 from shared.ids import media_id
+from shared.plugins.registry import Domain, PluginContext, PluginResult, Stage
 from shared.retry import failed, ok
 from shared.runtime import Runtime
 from shared.xact import activities

@@ -12,9 +12,9 @@ import pytest
 from azure.data.tables import TableClient
 
 from shared.config import Settings
-from shared.dedup import DedupLatch
+from shared.lake.tables import XACT_EVENTS
 from shared.runtime import Runtime
-from shared.tables import XACT_EVENTS
+from shared.state.dedup import DedupLatch
 from shared.xact.ingest import EVENT_ORCHESTRATOR, XactIngestor
 
 pytestmark = pytest.mark.azurite

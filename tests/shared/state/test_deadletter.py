@@ -7,7 +7,7 @@ from azure.data.tables import TableClient
 from azure.storage.blob import BlobServiceClient
 
 from claimsflow.azurite import Azurite
-from shared.deadletter import (
+from shared.state.deadletter import (
     DeadLetter,
     DeadLetterReason,
     DeadLetterStatus,

@@ -7,7 +7,7 @@ import pytest
 from azure.data.tables import TableClient
 
 from claimsflow.azurite import Azurite
-from shared.dedup import DedupLatch
+from shared.state.dedup import DedupLatch
 
 pytestmark = pytest.mark.azurite
 

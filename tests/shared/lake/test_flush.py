@@ -8,10 +8,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from shared.delta_writer import DeltaWriter, MergeMetrics
-from shared.flush import FlushResult, FlushStatus, Lakehouse, flush_table
-from shared.staging import StagedRow, StagingTable
-from shared.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED, XACT_EVENTS, TableSpec
+from shared.lake.delta_writer import DeltaWriter, MergeMetrics
+from shared.lake.flush import FlushResult, FlushStatus, Lakehouse, flush_table
+from shared.lake.staging import StagedRow, StagingTable
+from shared.lake.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED, XACT_EVENTS, TableSpec
 
 pytestmark = pytest.mark.azurite
 

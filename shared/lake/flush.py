@@ -18,14 +18,14 @@ from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from shared.delta_writer import DeltaWriter
-from shared.leases import TableLease
-from shared.staging import StagingTable
-from shared.tables import TableSpec, all_specs, get_spec
+from shared.lake.delta_writer import DeltaWriter
+from shared.lake.staging import StagingTable
+from shared.lake.tables import TableSpec, all_specs, get_spec
+from shared.state.leases import TableLease
 
 if TYPE_CHECKING:
-    from shared.compaction import CompactionResult
     from shared.config import Settings
+    from shared.lake.compaction import CompactionResult
     from shared.storage import StorageFactory
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ class Lakehouse:
             return list(pool.map(one, specs))
 
     def compact(self, table: TableSpec | str) -> CompactionResult:
-        from shared.compaction import compact_table
+        from shared.lake.compaction import compact_table
 
         spec = get_spec(table)
         return compact_table(
@@ -208,7 +208,7 @@ class Lakehouse:
         )
 
     def compact_all(self, tables: list[TableSpec] | None = None) -> list[CompactionResult]:
-        from shared.compaction import CompactionResult, CompactionStatus
+        from shared.lake.compaction import CompactionResult, CompactionStatus
 
         results = []
         for spec in tables if tables is not None else all_specs():

@@ -7,7 +7,7 @@ from enum import StrEnum
 import polars as pl
 import pytest
 
-from shared.tables import (
+from shared.lake.tables import (
     XACT_ATTACHMENTS,
     XACT_ATTACHMENTS_FAILED,
     XACT_EVENTS,

@@ -30,8 +30,8 @@ from azure.data.tables import (
     UpdateMode,
 )
 
-from shared.sharding import partition_key, safe_row_key, shard_of
-from shared.tables import Row, TableSpec, coerce_row, coerce_value, combine_rows, get_spec
+from shared.lake.tables import Row, TableSpec, coerce_row, coerce_value, combine_rows, get_spec
+from shared.state.sharding import partition_key, safe_row_key, shard_of
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import ClassifiedError, ErrorCategory
-from shared.filetypes import (
+from shared.transfer.filetypes import (
     ALLOWED_EXTENSIONS,
     EXTENSION_CONTENT_TYPES,
     check_content_type,

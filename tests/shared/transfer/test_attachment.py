@@ -14,13 +14,13 @@ import aiohttp
 import pytest
 
 from claimsflow.simulator import AttachmentSimulator, expected_bytes
-from shared.attachment_store import BlobAttachmentStore, CommitResult, SourceVersion
 from shared.config import Settings
 from shared.errors import ClassifiedError, ErrorCategory
-from shared.http import create_session
 from shared.storage import LakeLocation, StorageFactory
-from shared.transfer import TransferRequest, TransferResult, transfer_attachment
-from shared.urls import UrlPolicy
+from shared.transfer.attachment import TransferRequest, TransferResult, transfer_attachment
+from shared.transfer.http import create_session
+from shared.transfer.stores import BlobAttachmentStore, CommitResult, SourceVersion
+from shared.transfer.urls import UrlPolicy
 
 pytestmark = pytest.mark.azurite
 

@@ -8,7 +8,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from claimsflow.azurite import Azurite
-from shared.leases import TableLease
+from shared.state.leases import TableLease
 
 pytestmark = pytest.mark.azurite
 

@@ -19,7 +19,7 @@ from azure.storage.blob import ContainerClient
 
 from shared.errors import MAX_ERROR_CHARS
 from shared.redact import redact_text
-from shared.sharding import partition_key, safe_row_key, shard_of
+from shared.state.sharding import partition_key, safe_row_key, shard_of
 
 INLINE_PAYLOAD_CHARS = 30_000  # a Table string property holds 32K UTF-16 characters
 

@@ -8,9 +8,9 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from claimsflow.azurite import Azurite
-from shared.sharding import safe_row_key, shard_of
-from shared.staging import StagingTable
-from shared.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED, XACT_EVENTS, TableSpec, WriteMode
+from shared.lake.staging import StagingTable
+from shared.lake.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED, XACT_EVENTS, TableSpec, WriteMode
+from shared.state.sharding import safe_row_key, shard_of
 
 pytestmark = pytest.mark.azurite
 

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from shared.delta_writer import DeltaWriter
-from shared.leases import TableLease
-from shared.tables import TableSpec, all_specs, get_spec
+from shared.lake.delta_writer import DeltaWriter
+from shared.lake.tables import TableSpec, all_specs, get_spec
+from shared.state.leases import TableLease
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -91,6 +91,6 @@ def compact_table(
 
 def compact_all(settings: Settings, storage: StorageFactory) -> list[CompactionResult]:
     """Timer entry point: compact every registered table with the process's Lakehouse."""
-    from shared.flush import get_lakehouse
+    from shared.lake.flush import get_lakehouse
 
     return get_lakehouse(settings, storage).compact_all(all_specs())

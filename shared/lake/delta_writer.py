@@ -25,8 +25,8 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.schema import PrimitiveType
 
 from shared.config import Settings
+from shared.lake.tables import TableSpec, WriteMode, coerce_row, combine_rows
 from shared.storage import LakeLocation, StorageFactory
-from shared.tables import TableSpec, WriteMode, coerce_row, combine_rows
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import pytest
 
 from shared.config import DEFAULT_ALLOWED_ATTACHMENT_HOSTS, ConfigError, Settings
 from shared.errors import ClassifiedError, ErrorCategory
-from shared.urls import UrlPolicy
+from shared.transfer.urls import UrlPolicy
 
 pytestmark = pytest.mark.unit
 

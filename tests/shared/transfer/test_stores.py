@@ -22,7 +22,12 @@ from aiohttp import web
 from azure.storage.filedatalake.aio import DataLakeServiceClient
 
 from claimsflow.simulator import AttachmentSimulator, expected_bytes
-from shared.attachment_store import (
+from shared.config import Settings
+from shared.errors import ClassifiedError, ErrorCategory
+from shared.storage import EMULATOR_KEY, LakeLocation, StorageFactory
+from shared.transfer.attachment import TransferRequest, transfer_attachment
+from shared.transfer.http import create_session
+from shared.transfer.stores import (
     BLOCK_ID_LENGTH,
     AttachmentStore,
     BlobAttachmentStore,
@@ -31,12 +36,7 @@ from shared.attachment_store import (
     parse_block_id,
     url_tag,
 )
-from shared.config import Settings
-from shared.errors import ClassifiedError, ErrorCategory
-from shared.http import create_session
-from shared.storage import EMULATOR_KEY, LakeLocation, StorageFactory
-from shared.transfer import TransferRequest, transfer_attachment
-from shared.urls import UrlPolicy
+from shared.transfer.urls import UrlPolicy
 
 S3 = "usw2-prod-xn-exportreceiver-publish.s3.us-west-2.amazonaws.com"
 MIB = 1024 * 1024

@@ -24,19 +24,19 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
 
-from shared.attachment_store import SourceVersion, url_tag
 from shared.errors import ClassifiedError, ErrorCategory, Failure, classify_http_status
-from shared.filetypes import check_content_type, require_allowed_extension, stored_content_type
-from shared.http import get_following_redirects
-from shared.presigned import PresignedKind, parse_presigned
 from shared.redact import redact_url
+from shared.transfer.filetypes import check_content_type, require_allowed_extension, stored_content_type
+from shared.transfer.http import get_following_redirects
+from shared.transfer.presigned import PresignedKind, parse_presigned
+from shared.transfer.stores import SourceVersion, url_tag
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from shared.attachment_store import AttachmentStore, CommitResult, Staged
     from shared.config import Settings
-    from shared.urls import UrlPolicy
+    from shared.transfer.stores import AttachmentStore, CommitResult, Staged
+    from shared.transfer.urls import UrlPolicy
 
 MIB = 1024 * 1024
 IN_FLIGHT_BLOCKS = 2

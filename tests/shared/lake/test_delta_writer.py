@@ -10,13 +10,13 @@ import pytest
 from deltalake import DeltaTable
 
 from shared.config import Settings
-from shared.delta_writer import (
+from shared.lake.delta_writer import (
     DeltaWriter,
     merge_predicate,
     upsert_updates,
 )
+from shared.lake.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED, XACT_EVENTS, TableSpec, WriteMode
 from shared.storage import StorageFactory
-from shared.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED, XACT_EVENTS, TableSpec, WriteMode
 
 pytestmark = pytest.mark.azurite
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.presigned import PresignedKind, parse_presigned
+from shared.transfer.presigned import PresignedKind, parse_presigned
 
 pytestmark = pytest.mark.unit
 

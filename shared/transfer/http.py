@@ -22,7 +22,7 @@ from yarl import URL
 from shared.config import ConfigError
 from shared.errors import ClassifiedError, ErrorCategory, Failure
 from shared.redact import redact_url
-from shared.urls import LOOPBACK_HOSTS, UrlPolicy
+from shared.transfer.urls import LOOPBACK_HOSTS, UrlPolicy
 
 if TYPE_CHECKING:
     from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType

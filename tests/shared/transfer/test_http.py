@@ -8,8 +8,8 @@ import pytest
 from claimsflow.simulator import AttachmentSimulator, expected_bytes
 from shared.config import DEFAULT_ALLOWED_ATTACHMENT_HOSTS, ConfigError, Settings
 from shared.errors import ClassifiedError, ErrorCategory
-from shared.http import SimulationRouter, create_session, get_following_redirects
-from shared.urls import UrlPolicy
+from shared.transfer.http import SimulationRouter, create_session, get_following_redirects
+from shared.transfer.urls import UrlPolicy
 
 pytestmark = pytest.mark.unit
 

@@ -22,7 +22,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 from cachetools import TTLCache
 
-from shared.sharding import partition_key, safe_row_key, shard_of
+from shared.state.sharding import partition_key, safe_row_key, shard_of
 
 MAX_BATCH = 100  # Azure Tables transaction limit
 

@@ -8,11 +8,11 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from shared.compaction import CompactionResult, CompactionStatus
-from shared.delta_writer import DeltaWriter, MergeMetrics
-from shared.flush import FlushStatus, Lakehouse
+from shared.lake.compaction import CompactionResult, CompactionStatus
+from shared.lake.delta_writer import DeltaWriter, MergeMetrics
+from shared.lake.flush import FlushStatus, Lakehouse
+from shared.lake.tables import XACT_ATTACHMENTS, XACT_EVENTS
 from shared.storage import LakeLocation
-from shared.tables import XACT_ATTACHMENTS, XACT_EVENTS
 
 pytestmark = pytest.mark.azurite
 
