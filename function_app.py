@@ -1,4 +1,5 @@
-"""Composition root: one Durable Functions app, one blueprint per concern from ``functions/``."""
+"""Composition root: one Durable Functions app, one blueprint per concern from ``functions/``,
+and the concrete plugins handed to the runtime."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions import health, housekeeping, lakehouse, xact
+from plugins import configured_plugins
 from shared.logs import install_redaction
+from shared.runtime import use_plugins
 
 install_redaction()
+use_plugins(configured_plugins)
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(xact.bp)
 app.register_functions(lakehouse.bp)

@@ -26,9 +26,8 @@ from deltalake import write_deltalake
 
 from claimsflow.azurite import Azurite
 from shared.config import Settings
-from shared.lake.flush import Lakehouse
-from shared.lake.tables import XACT_ATTACHMENTS
-from shared.storage import StorageFactory
+from shared.runtime import Runtime
+from shared.xact.tables import XACT_ATTACHMENTS
 
 TABLE_ROWS = 1_000_000
 DAYS = 30
@@ -108,7 +107,8 @@ def main() -> None:
             LAKE_TABLES_URI="abfss://bench@devstoreaccount1.dfs.core.windows.net/Tables",
             FLUSH_MAX_ROWS=BATCH,
         )
-        lakehouse = Lakehouse(settings, StorageFactory(settings))
+        runtime = Runtime(settings)
+        lakehouse = runtime.lakehouse
         writer = lakehouse.writer(XACT_ATTACHMENTS)
         writer.merge([])  # creates the table (schema + partition)
         t0 = time.perf_counter()
@@ -175,7 +175,7 @@ def main() -> None:
         verdict = "OK" if ratio <= 5 else "OVER"
         print(f"ratio merge/append (recent days): {ratio:.2f}x  (target <= 5x) {verdict}")
         print(f"ratio merge/append (all {DAYS} days): {merge_spread_s / append_s:.2f}x")
-        lakehouse.close()
+        runtime.close()
     finally:
         azurite.stop()
     print(f"total {time.perf_counter() - began:.0f}s")

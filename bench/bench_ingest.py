@@ -93,7 +93,13 @@ def bench_ingest_io(azurite: Azurite, batches: int = 10, batch_size: int = 100) 
                 unique_events[parsed.trace_id] = body
         bodies = list(unique_events.values())[: batches * batch_size]
         ingestor = XactIngestor(
-            runtime.dedup, runtime.staging, runtime.dead_letters, Registry(), (300,), lambda: now
+            runtime.dedup,
+            runtime.staging,
+            runtime.dead_letters,
+            Registry(),
+            (300,),
+            lambda: now,
+            runtime.pool,
         )
         started = time.perf_counter()
         for i in range(batches):

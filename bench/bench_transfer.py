@@ -8,8 +8,8 @@
    transfer vs ``ru_maxrss`` after). Target: < 64 MB.
 
 The simulator runs in its own process (its body cache warmed first), so neither its CPU nor its
-memory counts against the client. Azurite caps the absolute MB/s (reference: local-platform-facts
-§8); only the ratio says something about our code.
+memory counts against the client. Azurite caps the absolute MB/s; only the ratio says something
+about our code.
 
 Run: ``.venv/bin/python bench/bench_transfer.py [--size-mb 100] [--repeats 3]``
 """

@@ -177,12 +177,12 @@ async def _fire(host: LocalHost, function_name: str) -> None:
 
 async def _flush_everything(host: LocalHost, max_runs: int = 100) -> int:
     """Fire the real flush timer until staging is empty, as the 15-second schedule would."""
-    from shared.lake.tables import all_specs
     from shared.runtime import get_runtime
 
     for run in range(1, max_runs + 1):
         await _fire(host, "lakehouse_flush")
-        if not any(get_runtime().staging.count(spec) for spec in all_specs()):
+        runtime = get_runtime()
+        if not any(runtime.staging.count(spec) for spec in runtime.tables):
             return run
     raise RunError(f"staging still holds rows after {max_runs} flushes")
 
@@ -252,7 +252,7 @@ async def instance_counts(host: LocalHost) -> Counter[str]:
 def _report(
     settings: Settings, outcome: DriveOutcome, *, elapsed: float, azurite_started: bool
 ) -> dict[str, Any]:
-    from shared.lake.tables import get_spec
+    from shared.runtime import LAKE_TABLES, Runtime
 
     counters = metrics.snapshot()
     storage = StorageFactory(settings)
@@ -260,16 +260,18 @@ def _report(
     files_root = LakeLocation.parse(settings.xact_attachments_uri)
     options = storage.delta_storage_options(tables_root)
     tables: dict[str, Any] = {}
-    for name in ("xact_events", "xact_attachments", "xact_attachments_failed"):
-        location = tables_root.child(get_spec(name).name)
+    for spec in LAKE_TABLES:
+        location = tables_root.child(spec.name)
         try:
             rows = pl.scan_delta(location.uri, storage_options=options).select(pl.len()).collect().item()
         except TableNotFoundError:  # never created: nothing was staged for it
             rows = 0
-        tables[name] = {"uri": location.uri, "rows": int(rows)}
-    from shared.runtime import Runtime
-
-    dead_letters = len(Runtime(settings).dead_letters.list(limit=1_000_000))
+        tables[spec.name] = {"uri": location.uri, "rows": int(rows)}
+    runtime = Runtime(settings)
+    try:
+        dead_letters = len(runtime.dead_letters.list(limit=1_000_000))
+    finally:
+        runtime.close()
     return {
         "events": {
             "xact": {

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared.housekeeping import purge_finished_instances
+from shared.durable import purge_finished_instances
 from shared.runtime import get_runtime
 
 log = logging.getLogger(__name__)

@@ -5,15 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 import azure.functions as func
 
+from shared.lake.compaction import CompactionResult, CompactionStatus
+from shared.lake.flush import FlushResult, FlushStatus
 from shared.runtime import get_runtime
-
-if TYPE_CHECKING:
-    from shared.lake.compaction import CompactionResult
-    from shared.lake.flush import FlushResult
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -34,15 +31,9 @@ def _report(kind: str, results: Sequence[FlushResult | CompactionResult], failed
 
 @bp.timer_trigger(arg_name="timer", schedule="%FLUSH_SCHEDULE%", run_on_startup=False, use_monitor=False)
 def lakehouse_flush(timer: func.TimerRequest) -> None:
-    from shared.lake.flush import FlushStatus, flush_all
-
-    runtime = get_runtime()
-    _report("flush", flush_all(runtime.settings, runtime.storage), FlushStatus.FAILED)
+    _report("flush", get_runtime().lakehouse.flush_all(), FlushStatus.FAILED)
 
 
 @bp.timer_trigger(arg_name="timer", schedule="%COMPACT_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def lakehouse_compact(timer: func.TimerRequest) -> None:
-    from shared.lake.compaction import CompactionStatus, compact_all
-
-    runtime = get_runtime()
-    _report("compaction", compact_all(runtime.settings, runtime.storage), CompactionStatus.FAILED)
+    _report("compaction", get_runtime().lakehouse.compact_all(), CompactionStatus.FAILED)

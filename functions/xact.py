@@ -44,6 +44,7 @@ async def xact_ingest(events: list[func.EventHubEvent], client: df.DurableOrches
         starter=DurableStarter(client),
         retry_delays=runtime.settings.retry_delays_seconds,
         now=lambda: datetime.now(UTC),
+        pool=runtime.pool,
     )
     report = await ingestor.ingest([event.get_body() for event in events])
     log.info(

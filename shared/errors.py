@@ -1,6 +1,6 @@
 """One error classifier: every failure is sorted into a category that decides retry or dead letter.
 
-Tables follow the seed's (reference §5.1). Activities return :class:`Failure` as data; only
+The category tables are in docs/architecture.md, section 5. Activities return :class:`Failure` as data; only
 unexpected exceptions raise, and the orchestrator treats those as UNKNOWN.
 """
 
@@ -84,7 +84,7 @@ def redacted_errors() -> Iterator[None]:
 
 
 def classify_http_status(status: int) -> ErrorCategory:
-    """Download / generic HTTP status table (reference §5.1)."""
+    """The HTTP status table for downloads and other HTTP calls (docs/architecture.md, section 5)."""
     if status in (302, 401):
         return ErrorCategory.AUTH
     if status == 429:
@@ -133,7 +133,7 @@ _PERMANENT_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EP
 
 
 def classify_exception(exc: BaseException) -> ErrorCategory:
-    """Generic exception mapping (reference §5.1): typed cases first, then message rules."""
+    """Exceptions by type first (timeouts, status codes, OS error numbers), then by message words."""
     if isinstance(exc, ClassifiedError):
         return exc.failure.category
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):

@@ -1,4 +1,5 @@
-"""Deterministic identifiers (reference §2.3): replays and redeliveries keep the same ids."""
+"""Deterministic identifiers (docs/architecture.md, section 6): replays and redeliveries keep the
+same ids. The namespace URLs are compatibility constants from the replaced system."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ MEDIA_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "http://xactPipeline/media_i
 
 
 def event_id(trace_id: str) -> str:
-    """UUIDv5 of the trace id: the ``xact_events.event_id`` the seed left null."""
+    """UUIDv5 of the trace id: ``xact_events.event_id``."""
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, trace_id))
 
 

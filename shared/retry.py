@@ -2,7 +2,7 @@
 
 Python's ``RetryOptions`` has no backoff list and no error predicate, so the loop is ours:
 PERMANENT stops at once; TRANSIENT, AUTH, CIRCUIT_OPEN and UNKNOWN wait ``delays[n]`` and try
-again, so ``len(delays)`` retries follow the first attempt (the seed lost its last one).
+again, so ``len(delays)`` retries follow the first attempt (docs/architecture.md, section 5).
 Activities return :func:`ok` / :func:`failed` envelopes; an activity that raises counts as UNKNOWN.
 """
 

@@ -1,37 +1,49 @@
-"""Per-process dependencies, built once and reused by every invocation (clients are expensive).
+"""The process's one runtime: every dependency built once and reused by every invocation (clients
+are expensive), and shared by ingest, activities and timers alike.
 
-Functions call :func:`get_runtime`; the local host and tests call :func:`reset_runtime` after
-changing the environment. Loop-bound async clients are kept per event loop.
+Functions call :func:`get_runtime`. The composition root (``function_app.py``) hands over the
+concrete plugins with :func:`use_plugins`; the local host and tests call :func:`reset_runtime`
+after changing the environment. Loop-bound async clients are kept per event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceExistsError
 
-from shared.config import AttachmentApi, Settings, get_settings
+from shared.config import Settings, get_settings
+from shared.lake.lakehouse import Lakehouse
+from shared.lake.staging import StagingTable
+from shared.lake.tables import TableCatalog
+from shared.plugins.registry import PluginRegistry
+from shared.pool import IoPool
 from shared.state.deadletter import DeadLetterStore
 from shared.state.dedup import DedupLatch
 from shared.storage import StorageFactory
+from shared.xact.tables import XACT_TABLES
 
 if TYPE_CHECKING:
     import aiohttp
     from azure.data.tables import TableClient
 
-    from shared.lake.staging import StagingTable
-    from shared.plugins.registry import PluginRegistry
     from shared.transfer.stores import AttachmentStore
     from shared.transfer.urls import UrlPolicy
 
+LAKE_TABLES = TableCatalog(XACT_TABLES)
+
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, plugins: PluginRegistry | None = None) -> None:
         self.settings = settings
         self.storage = StorageFactory(settings)
+        self.pool = IoPool()
+        self.tables = LAKE_TABLES
+        self.plugins = plugins if plugins is not None else PluginRegistry()
         self._sessions: dict[int, aiohttp.ClientSession] = {}
         self._stores: dict[int, AttachmentStore] = {}
 
@@ -49,6 +61,7 @@ class Runtime:
             ttl=timedelta(seconds=self.settings.dedup_ttl_seconds),
             shards=self.settings.table_shards,
             cache_size=self.settings.dedup_cache_size,
+            pool=self.pool,
         )
 
     @cached_property
@@ -64,12 +77,17 @@ class Runtime:
 
     @cached_property
     def staging(self) -> StagingTable:
-        from shared.lake.staging import StagingTable
-
         return StagingTable(
-            service=self.storage.table_service(),
-            shards=self.settings.table_shards,
+            self.storage.table_service(),
+            self.pool,
             table_name=self.settings.state_table("staging"),
+            shards=self.settings.table_shards,
+        )
+
+    @cached_property
+    def lakehouse(self) -> Lakehouse:
+        return Lakehouse(
+            self.settings, self.storage, tables=self.tables, staging=self.staging, pool=self.pool
         )
 
     @cached_property
@@ -77,12 +95,6 @@ class Runtime:
         from shared.transfer.urls import UrlPolicy
 
         return UrlPolicy.from_settings(self.settings)
-
-    @cached_property
-    def plugins(self) -> PluginRegistry:
-        from shared.plugins.registry import default_registry
-
-        return default_registry()
 
     def http_session(self) -> aiohttp.ClientSession:
         from shared.transfer.http import create_session
@@ -94,16 +106,12 @@ class Runtime:
         return session
 
     def attachment_store(self) -> AttachmentStore:
-        from shared.transfer.stores import BlobAttachmentStore, DataLakeAttachmentStore
+        from shared.transfer.stores import open_attachment_store
 
         key = id(asyncio.get_running_loop())
         store = self._stores.get(key)
         if store is None:
-            if self.settings.attachment_api is AttachmentApi.DFS:
-                store = DataLakeAttachmentStore.from_settings(self.settings, self.storage)
-            else:
-                store = BlobAttachmentStore.from_settings(self.settings, self.storage)
-            self._stores[key] = store
+            store = self._stores[key] = open_attachment_store(self.settings, self.storage)
         return store
 
     async def aclose(self) -> None:
@@ -116,14 +124,25 @@ class Runtime:
         if store is not None:
             await store.close()
 
+    def close(self) -> None:
+        """Stop the blocking-I/O pool (the process is done with this runtime)."""
+        self.pool.shutdown()
+
 
 _runtime: Runtime | None = None
+_plugin_source: Callable[[], PluginRegistry] = PluginRegistry
+
+
+def use_plugins(source: Callable[[], PluginRegistry]) -> None:
+    """Called once by the composition root: where the runtime gets its plugins."""
+    global _plugin_source
+    _plugin_source = source
 
 
 def get_runtime() -> Runtime:
     global _runtime
     if _runtime is None:
-        _runtime = Runtime(get_settings())
+        _runtime = Runtime(get_settings(), plugins=_plugin_source())
     return _runtime
 
 
@@ -131,4 +150,6 @@ def reset_runtime(runtime: Runtime | None = None) -> None:
     """Install ``runtime`` (or clear it so the next call reads the environment again)."""
     global _runtime
     get_settings.cache_clear()
-    _runtime = runtime
+    previous, _runtime = _runtime, runtime
+    if previous is not None and previous is not runtime:
+        previous.close()

@@ -12,6 +12,8 @@ import pytest
 from claimsflow.azurite import Azurite
 from local_host import LocalHost, VirtualClock
 from shared.config import Settings
+from shared.pool import IoPool
+from shared.runtime import Runtime
 from shared.storage import StorageFactory
 
 
@@ -22,6 +24,14 @@ def azurite() -> Iterator[Azurite]:
         yield instance
     finally:
         instance.stop()
+
+
+@pytest.fixture(scope="session")
+def io_pool() -> Iterator[IoPool]:
+    """The tests' blocking-I/O pool (the app has one per process, in its runtime)."""
+    pool = IoPool()
+    yield pool
+    pool.shutdown()
 
 
 @pytest.fixture
@@ -51,6 +61,22 @@ def make_settings(azurite: Azurite, unique: Callable[[str], str]) -> Callable[..
         return Settings(**values)
 
     return make
+
+
+@pytest.fixture
+def make_runtime(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Runtime]]:
+    """``make_runtime(settings=None, **overrides)``: runtimes (a process's dependencies), closed after
+    the test. Two runtimes on the same settings are two processes sharing one storage account."""
+    made: list[Runtime] = []
+
+    def make(settings: Settings | None = None, **overrides: Any) -> Runtime:
+        runtime = Runtime(settings or make_settings(**overrides))
+        made.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in made:
+        runtime.close()
 
 
 @pytest.fixture

@@ -12,15 +12,11 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared.lake.delta_writer import DeltaWriter
-from shared.lake.tables import TableSpec, all_specs, get_spec
+from shared.lake.tables import TableSpec
 from shared.state.leases import TableLease
-
-if TYPE_CHECKING:
-    from shared.config import Settings
-    from shared.storage import StorageFactory
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +48,13 @@ class CompactionResult:
 
 
 def compact_table(
-    spec: TableSpec | str,
+    spec: TableSpec,
     *,
     writer: DeltaWriter,
     lease: TableLease | None,
     retention_hours: int,
 ) -> CompactionResult:
     """Optimize, vacuum and checkpoint one table; skips when the lease is busy."""
-    spec = get_spec(spec)
     started = time.perf_counter()
     if lease is not None and not lease.acquire():
         return CompactionResult(spec.name, CompactionStatus.SKIPPED_BUSY)
@@ -87,10 +82,3 @@ def compact_table(
         checkpoint_version=version,
         seconds=time.perf_counter() - started,
     )
-
-
-def compact_all(settings: Settings, storage: StorageFactory) -> list[CompactionResult]:
-    """Timer entry point: compact every registered table with the process's Lakehouse."""
-    from shared.lake.flush import get_lakehouse
-
-    return get_lakehouse(settings, storage).compact_all(all_specs())

@@ -202,11 +202,6 @@ class DeltaWriter:
         except OSError:  # container missing
             return False
 
-    def reset(self) -> None:
-        """Drop the kept table; the next call reopens it (after a compaction elsewhere, tests)."""
-        with self._lock:
-            self._dt = None
-
     # -- merge ----------------------------------------------------------------------------
     def merge(self, rows: Iterable[Mapping[str, Any]] | pl.DataFrame) -> MergeMetrics:
         """MERGE rows by key: dedupe first (later non-null values win), retry lost commits."""

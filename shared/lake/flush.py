@@ -11,22 +11,15 @@ not depend on it.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared.lake.delta_writer import DeltaWriter
 from shared.lake.staging import StagingTable
-from shared.lake.tables import TableSpec, all_specs, get_spec
+from shared.lake.tables import TableSpec
 from shared.state.leases import TableLease
-
-if TYPE_CHECKING:
-    from shared.config import Settings
-    from shared.lake.compaction import CompactionResult
-    from shared.storage import StorageFactory
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +50,6 @@ class FlushResult:
     seconds: float = 0.0
     error: str | None = None
 
-    @property
-    def rows_merged(self) -> int:
-        return self.merged
-
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = self.status.value
@@ -68,7 +57,7 @@ class FlushResult:
 
 
 def flush_table(
-    spec: TableSpec | str,
+    spec: TableSpec,
     *,
     staging: StagingTable,
     writer: DeltaWriter,
@@ -79,7 +68,6 @@ def flush_table(
 ) -> FlushResult:
     """Flush one table in up to ``max_batches`` batches of ``max_rows`` (no new batch after
     ``max_seconds``); ``lease=None`` runs unguarded (tests of concurrent flushes)."""
-    spec = get_spec(spec)
     started = time.perf_counter()
     if lease is not None and not lease.acquire():
         return FlushResult(spec.name, FlushStatus.SKIPPED_BUSY)
@@ -115,137 +103,3 @@ def flush_table(
         if lease is not None:
             lease.release()
     return replace(result, seconds=time.perf_counter() - started)
-
-
-class Lakehouse:
-    """Staging + one writer per table + leases: built once per process (Functions timers and
-    ``claimsflow run`` share it) so ``DeltaTable`` objects and clients are kept."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        storage: StorageFactory,
-        *,
-        staging_table: str | None = None,
-        lock_container: str | None = None,
-    ) -> None:
-        self.settings = settings
-        self.storage = storage
-        # The same names the activities stage under (scoped like the task hub).
-        self.staging = StagingTable(
-            storage.table_service(),
-            shards=settings.table_shards,
-            table_name=staging_table or settings.state_table("staging"),
-        )
-        self._blob_service = storage.blob_service()
-        self._lock_container = lock_container or settings.state_container("locks")
-        self._writers: dict[str, DeltaWriter] = {}
-        self._lock = threading.Lock()
-
-    def writer(self, table: TableSpec | str) -> DeltaWriter:
-        spec = get_spec(table)
-        with self._lock:
-            writer = self._writers.get(spec.name)
-            if writer is None:
-                writer = DeltaWriter.for_table(spec, self.settings, self.storage)
-                self._writers[spec.name] = writer
-            return writer
-
-    def lease(self, table: TableSpec | str) -> TableLease:
-        return TableLease(self._blob_service, get_spec(table).name, container=self._lock_container)
-
-    def flush(
-        self,
-        table: TableSpec | str,
-        *,
-        max_batches: int = DEFAULT_MAX_BATCHES,
-        max_seconds: float | None = DEFAULT_MAX_SECONDS,
-    ) -> FlushResult:
-        spec = get_spec(table)
-        return flush_table(
-            spec,
-            staging=self.staging,
-            writer=self.writer(spec),
-            lease=self.lease(spec),
-            max_rows=self.settings.flush_max_rows,
-            max_batches=max_batches,
-            max_seconds=max_seconds,
-        )
-
-    def flush_all(
-        self,
-        tables: list[TableSpec] | None = None,
-        *,
-        max_batches: int = DEFAULT_MAX_BATCHES,
-        max_seconds: float | None = DEFAULT_MAX_SECONDS,
-    ) -> list[FlushResult]:
-        """Flush every registered table, tables in parallel (each has its own lease and Delta
-        table); one table's failure does not stop the others."""
-        specs = tables if tables is not None else all_specs()
-
-        def one(spec: TableSpec) -> FlushResult:
-            try:
-                return self.flush(spec, max_batches=max_batches, max_seconds=max_seconds)
-            except Exception as exc:
-                log.exception("flush of %s failed", spec.name)
-                error = f"{type(exc).__name__}: {exc}"
-                return FlushResult(spec.name, FlushStatus.FAILED, error=error)
-
-        if len(specs) <= 1:
-            return [one(spec) for spec in specs]
-        with ThreadPoolExecutor(min(len(specs), 4), thread_name_prefix="flush") as pool:
-            return list(pool.map(one, specs))
-
-    def compact(self, table: TableSpec | str) -> CompactionResult:
-        from shared.lake.compaction import compact_table
-
-        spec = get_spec(table)
-        return compact_table(
-            spec,
-            writer=self.writer(spec),
-            lease=self.lease(spec),
-            retention_hours=self.settings.vacuum_retention_hours,
-        )
-
-    def compact_all(self, tables: list[TableSpec] | None = None) -> list[CompactionResult]:
-        from shared.lake.compaction import CompactionResult, CompactionStatus
-
-        results = []
-        for spec in tables if tables is not None else all_specs():
-            try:
-                results.append(self.compact(spec))
-            except Exception as exc:
-                log.exception("compaction of %s failed", spec.name)
-                results.append(
-                    CompactionResult(spec.name, CompactionStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
-                )
-        return results
-
-    def close(self) -> None:
-        self.staging.close()
-
-
-_PROCESS_LAKEHOUSES: dict[tuple[str | None, ...], Lakehouse] = {}
-_PROCESS_LOCK = threading.Lock()
-
-
-def get_lakehouse(settings: Settings, storage: StorageFactory) -> Lakehouse:
-    """The process's Lakehouse for these settings (one per lake and state account)."""
-    key = (
-        settings.lake_tables_uri,
-        settings.taskhub_name,
-        settings.storage_connection_string,
-        settings.storage_table_service_uri,
-        str(settings.table_shards),
-    )
-    with _PROCESS_LOCK:
-        lakehouse = _PROCESS_LAKEHOUSES.get(key)
-        if lakehouse is None:
-            lakehouse = Lakehouse(settings, storage)
-            _PROCESS_LAKEHOUSES[key] = lakehouse
-        return lakehouse
-
-
-def flush_all(settings: Settings, storage: StorageFactory) -> list[FlushResult]:
-    """Timer entry point: flush every table with the process's Lakehouse."""
-    return get_lakehouse(settings, storage).flush_all()

@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -30,12 +29,12 @@ from azure.data.tables import (
     UpdateMode,
 )
 
-from shared.lake.tables import Row, TableSpec, coerce_row, coerce_value, combine_rows, get_spec
+from shared.lake.tables import Row, TableSpec, coerce_row, coerce_value, combine_rows
+from shared.pool import IoPool
 from shared.state.sharding import partition_key, safe_row_key, shard_of
 
 log = logging.getLogger(__name__)
 
-STAGING_TABLE = "claimsflowstaging"
 MAX_BATCH = 100  # Azure Tables transaction limit (Azurite breaks above it)
 KEY_PROPERTY = "CfKey"  # the real merge key; the RowKey may be escaped or hashed
 _CHUNK_COUNT = "__n"
@@ -60,11 +59,10 @@ class StagingTable:
     """The staging Azure Table. Sync API: activities call it from worker threads."""
 
     service: TableServiceClient
+    pool: IoPool
+    table_name: str
     shards: int = 16
-    table_name: str = STAGING_TABLE
-    max_workers: int = 4
     _client: TableClient | None = field(default=None, init=False, repr=False)
-    _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
     @property
     def client(self) -> TableClient:
@@ -72,30 +70,12 @@ class StagingTable:
             self._client = self.service.create_table_if_not_exists(self.table_name)
         return self._client
 
-    def _map(self, fn: Any, items: Sequence[Any]) -> list[Any]:
-        """Run per-partition calls in parallel: each partition is its own throughput unit."""
-        if len(items) <= 1 or self.max_workers <= 1:
-            return [fn(item) for item in items]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="staging")
-        return list(self._pool.map(fn, items))
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-
     # -- writing --------------------------------------------------------------------------
-    def stage(self, table: TableSpec | str, row: Mapping[str, Any]) -> None:
-        spec = get_spec(table)
-        self.client.upsert_entity(self._entity(spec, coerce_row(spec, row)), mode=UpdateMode.MERGE)
-
-    def stage_many(self, table: TableSpec | str, rows: Iterable[Mapping[str, Any]]) -> int:
+    def stage_many(self, spec: TableSpec, rows: Iterable[Mapping[str, Any]]) -> int:
         """Upsert rows in transactions of at most 100 per partition; returns the entities written.
 
         Rows with the same key are combined first (a transaction may not touch an entity twice).
         """
-        spec = get_spec(table)
         combined = combine_rows(spec, (coerce_row(spec, r) for r in rows))
         by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in combined:
@@ -106,7 +86,7 @@ class StagingTable:
             for entities in by_partition.values()
             for i in range(0, len(entities), MAX_BATCH)
         ]
-        self._map(self._submit_upserts, batches)
+        self.pool.map(self._submit_upserts, batches)
         return len(combined)
 
     def _submit_upserts(self, entities: list[dict[str, Any]]) -> None:
@@ -129,15 +109,14 @@ class StagingTable:
         return entity
 
     # -- reading --------------------------------------------------------------------------
-    def read(self, table: TableSpec | str, limit: int) -> list[StagedRow]:
+    def read(self, spec: TableSpec, limit: int) -> list[StagedRow]:
         """Up to ``limit`` rows from every shard of the table, a fair share from each shard first
         so a busy shard cannot starve the others."""
-        spec = get_spec(table)
         if limit <= 0:
             return []
         quota = max(1, math.ceil(limit / self.shards))
         pagers = [self._pages(spec, shard, min(quota, 1000)) for shard in range(self.shards)]
-        first = self._map(lambda p: next(p, []), pagers)
+        first = self.pool.map(lambda p: next(p, []), pagers)
         rows: list[StagedRow] = []
         leftovers: list[tuple[Iterator[list[StagedRow]], list[StagedRow]]] = []
         for pager, page in zip(pagers, first, strict=True):
@@ -177,9 +156,9 @@ class StagingTable:
             row_key=str(entity["RowKey"]),
         )
 
-    def count(self, table: TableSpec | str) -> int:
+    def count(self, spec: TableSpec) -> int:
         """Staged rows of a table, over every partition the table ever used."""
-        name = get_spec(table).name
+        name = spec.name
         entities = self.client.query_entities(
             "PartitionKey ge @lo and PartitionKey lt @hi",
             parameters={"lo": f"{name}:", "hi": f"{name};"},
@@ -203,7 +182,7 @@ class StagingTable:
             for group in by_partition.values()
             for i in range(0, len(group), MAX_BATCH)
         ]
-        return sum(self._map(self._delete_batch, batches))
+        return sum(self.pool.map(self._delete_batch, batches))
 
     def _delete_batch(self, batch: list[StagedRow]) -> int:
         if len(batch) > 1:

@@ -8,7 +8,7 @@ when they are staged, so a bad row fails in the activity that produced it, never
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -18,6 +18,13 @@ import polars as pl
 
 Row = dict[str, Any]
 
+# Column types the specs use (Delta: string, date, long, integer, boolean, double, timestamp).
+STRING: pl.DataType = pl.String()
+DATE: pl.DataType = pl.Date()
+INT64: pl.DataType = pl.Int64()
+INT32: pl.DataType = pl.Int32()
+BOOLEAN: pl.DataType = pl.Boolean()
+FLOAT64: pl.DataType = pl.Float64()
 UTC_TS: pl.DataType = pl.Datetime("us", "UTC")
 _TABLE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
@@ -75,10 +82,6 @@ class TableSpec:
         if len(values) == 1:
             return _key_text(values[0])
         return json.dumps([_key_text(v) for v in values], separators=(",", ":"))
-
-    def coerce(self, row: Mapping[str, Any]) -> Row:
-        """The row with every value converted to the column's type; unknown columns raise."""
-        return coerce_row(self, row)
 
     def to_frame(self, rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
         return rows_to_frame(self, rows)
@@ -173,135 +176,32 @@ def rows_to_frame(spec: TableSpec, rows: Iterable[Mapping[str, Any]]) -> pl.Data
     return pl.DataFrame(data, schema=spec.schema, strict=True)
 
 
-# -- registry ------------------------------------------------------------------------------
-
-_S: pl.DataType = pl.String()
-_DATE: pl.DataType = pl.Date()
-_I64: pl.DataType = pl.Int64()
-_I32: pl.DataType = pl.Int32()
+# -- the catalog ---------------------------------------------------------------------------
 
 
-def _schema(columns: dict[str, pl.DataType]) -> pl.Schema:
-    return pl.Schema(columns)
+class TableCatalog:
+    """Every lakehouse table of the app, by name. The composition declares it once (the domains'
+    specs together); flush, compaction and the run report walk it."""
 
+    def __init__(self, specs: Iterable[TableSpec]) -> None:
+        self._specs: dict[str, TableSpec] = {}
+        for spec in specs:
+            if spec.name in self._specs:
+                raise ValueError(f"table {spec.name} is declared twice")
+            self._specs[spec.name] = spec
 
-XACT_EVENTS = TableSpec(
-    name="xact_events",
-    schema=_schema(
-        {
-            "type": _S,
-            "status_subtype": _S,
-            "version": _S,
-            "ingested_at": UTC_TS,
-            "event_date": _DATE,
-            "trace_id": _S,
-            "event_id": _S,
-            "description": _S,
-            "assignment_id": _S,
-            "original_assignment_id": _S,
-            "xn_address": _S,
-            "carrier_id": _S,
-            "estimate_version": _S,
-            "note": _S,
-            "author": _S,
-            "sender_reviewer_name": _S,
-            "sender_reviewer_email": _S,
-            "carrier_reviewer_name": _S,
-            "carrier_reviewer_email": _S,
-            "event_datetime_mdt": _S,
-            "attachments": _S,
-            "claim_number": _S,
-            "contact_type": _S,
-            "contact_name": _S,
-            "contact_phone_type": _S,
-            "contact_phone_number": _S,
-            "contact_phone_extension": _S,
-            "contact_email_address": _S,
-            "raw_json": _S,
-            "created_at": UTC_TS,
-            "created_date": _DATE,
-        }
-    ),
-    key=("trace_id",),
-    partition="event_date",
-    mode=WriteMode.INSERT_ONLY,
-    large_text=frozenset({"raw_json", "description", "note", "attachments"}),
-)
+    def __iter__(self) -> Iterator[TableSpec]:
+        return iter(self._specs.values())
 
-XACT_ATTACHMENTS = TableSpec(
-    name="xact_attachments",
-    schema=_schema(
-        {
-            "media_id": _S,
-            "trace_id": _S,
-            "attachment_url": _S,
-            "blob_path": _S,
-            "file_type": _S,
-            "status_subtype": _S,
-            "assignment_id": _S,
-            "bytes_downloaded": _I64,
-            "content_type": _S,
-            "sha256": _S,
-            "downloaded_at": UTC_TS,
-            "event_date": _DATE,
-            "created_at": UTC_TS,
-        }
-    ),
-    key=("media_id",),
-    partition="event_date",
-    mode=WriteMode.INSERT_ONLY,
-    large_text=frozenset({"attachment_url", "blob_path"}),
-)
+    def __len__(self) -> int:
+        return len(self._specs)
 
-XACT_ATTACHMENTS_FAILED = TableSpec(
-    name="xact_attachments_failed",
-    schema=_schema(
-        {
-            "media_id": _S,
-            "trace_id": _S,
-            "attachment_url": _S,
-            "status": _S,  # rejected | failed_permanent | exhausted
-            "error_category": _S,
-            "error_message": _S,
-            "http_status": _I32,
-            "retry_count": _I32,
-            "failed_at": UTC_TS,
-            "created_at": UTC_TS,
-        }
-    ),
-    key=("media_id",),
-    partition=None,
-    mode=WriteMode.UPSERT,
-    large_text=frozenset({"attachment_url", "error_message"}),
-)
+    @property
+    def names(self) -> list[str]:
+        return list(self._specs)
 
-FAILED_STATUSES = ("rejected", "failed_permanent", "exhausted")
-
-_REGISTRY: dict[str, TableSpec] = {}
-
-
-def register(spec: TableSpec) -> TableSpec:
-    """Add a table (the ClaimX tables register themselves the same way). Re-registering the
-    identical spec is a no-op; a different spec under a taken name is a bug."""
-    existing = _REGISTRY.get(spec.name)
-    if existing is not None and existing != spec:
-        raise ValueError(f"table {spec.name} is already registered with another spec")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def get_spec(table: TableSpec | str) -> TableSpec:
-    if isinstance(table, TableSpec):
-        return table
-    try:
-        return _REGISTRY[table]
-    except KeyError:
-        raise KeyError(f"unknown table {table!r}; known: {sorted(_REGISTRY)}") from None
-
-
-def all_specs() -> list[TableSpec]:
-    return list(_REGISTRY.values())
-
-
-for _spec in (XACT_EVENTS, XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED):
-    register(_spec)
+    def spec(self, name: str) -> TableSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise KeyError(f"unknown table {name!r}; known: {sorted(self._specs)}") from None

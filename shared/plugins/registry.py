@@ -1,38 +1,22 @@
-"""The plugin hook: small, explicit, ordered by priority (reference §4.1).
+"""The plugin registry: plugins run in priority order (lower first) for the stages, domains and
+event types they declare; each plugin's actions run right after it.
 
-Only the enrichment-complete stage has a caller today. A plugin that raises is recorded as a
-failed result and the next plugin still runs; a plugin may terminate the pipeline for its event
-(XACT then creates no download tasks).
+A plugin or action that raises is recorded as a failed result and the next plugin still runs; a
+plugin may end the pipeline for its event (XACT then creates no download tasks).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
+
+from shared.domains import Domain
+from shared.plugins.actions import PluginAction
+from shared.plugins.context import PluginContext, Stage
 
 log = logging.getLogger(__name__)
-
-
-class Stage(StrEnum):
-    ENRICHMENT_COMPLETE = "enrichment_complete"
-
-
-class Domain(StrEnum):
-    XACT = "verisk"
-    CLAIMX = "claimx"
-
-
-@dataclass(frozen=True, slots=True)
-class PluginContext:
-    domain: Domain
-    stage: Stage
-    event_id: str
-    event_type: str
-    data: Mapping[str, Any]
-    project_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +25,22 @@ class PluginResult:
     succeeded: bool = True
     terminate: bool = False
     reason: str | None = None
+    actions: tuple[PluginAction, ...] = ()
 
 
 class Plugin(Protocol):
-    name: str
-    priority: int
-    domains: frozenset[Domain]
-    stages: frozenset[Stage]
+    """Empty ``domains``, ``stages`` or ``event_types`` mean all of them."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def domains(self) -> frozenset[Domain]: ...
+    @property
+    def stages(self) -> frozenset[Stage]: ...
+    @property
+    def event_types(self) -> frozenset[str]: ...
 
     def execute(self, context: PluginContext) -> PluginResult: ...
 
@@ -55,6 +48,7 @@ class Plugin(Protocol):
 @dataclass(frozen=True, slots=True)
 class PluginRun:
     results: tuple[PluginResult, ...] = ()
+    actions_run: int = 0
     terminated: bool = False
     reason: str | None = None
 
@@ -73,13 +67,19 @@ class PluginRegistry:
                 continue
             if plugin.stages and context.stage not in plugin.stages:
                 continue
+            if plugin.event_types and context.event_type not in plugin.event_types:
+                continue
             yield plugin
 
     def run(self, context: PluginContext) -> PluginRun:
         results: list[PluginResult] = []
+        actions_run = 0
         for plugin in self.applicable(context):
             try:
                 result = plugin.execute(context)
+                for action in result.actions:
+                    action.run(context)
+                    actions_run += 1
             except Exception as exc:
                 log.exception(
                     "plugin %s failed; continuing", plugin.name, extra={"event_id": context.event_id}
@@ -88,10 +88,6 @@ class PluginRegistry:
                 continue
             results.append(result)
             if result.terminate:
-                return PluginRun(tuple(results), terminated=True, reason=result.reason or plugin.name)
-        return PluginRun(tuple(results))
-
-
-def default_registry() -> PluginRegistry:
-    """The plugins this deployment runs (none are shipped for XACT yet)."""
-    return PluginRegistry()
+                reason = result.reason or plugin.name
+                return PluginRun(tuple(results), actions_run, terminated=True, reason=reason)
+        return PluginRun(tuple(results), actions_run)

@@ -1,4 +1,5 @@
-"""The 24-hour dedup latch: an in-memory TTL cache in front of an Azure Table (DESIGN §4).
+"""The 24-hour dedup latch: an in-memory TTL cache in front of an Azure Table
+(docs/architecture.md, section 3).
 
 A claim is a conditional insert in state ``pending``; it becomes ``done`` once the event's row is
 staged and its orchestration started. A ``done`` entry younger than the TTL is a duplicate. A
@@ -12,7 +13,6 @@ from __future__ import annotations
 import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -22,6 +22,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 from cachetools import TTLCache
 
+from shared.pool import IoPool
 from shared.state.sharding import partition_key, safe_row_key, shard_of
 
 MAX_BATCH = 100  # Azure Tables transaction limit
@@ -52,6 +53,7 @@ class DedupLatch:
         ttl: timedelta,
         shards: int,
         cache_size: int,
+        pool: IoPool,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._table = table
@@ -59,7 +61,7 @@ class DedupLatch:
         self._shards = shards
         self._now = now
         self._seen: TTLCache[str, bool] = TTLCache(maxsize=cache_size, ttl=ttl.total_seconds())
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dedup")
+        self._pool = pool
 
     def _entity(self, key: str, state: LatchState) -> dict[str, object]:
         return {
@@ -81,20 +83,23 @@ class DedupLatch:
         chunks = [
             group[i : i + MAX_BATCH] for group in groups.values() for i in range(0, len(group), MAX_BATCH)
         ]
-        futures = [self._pool.submit(self._claim_chunk, chunk) for chunk in chunks]
-        errors: list[BaseException] = []
-        for future in futures:
-            error = future.exception()
-            if error is None:
-                results.update(future.result())
-            else:
-                errors.append(error)
+        outcomes = self._pool.map(self._try_claim_chunk, chunks)
+        errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        for outcome in outcomes:
+            if not isinstance(outcome, BaseException):
+                results.update(outcome)
         if errors:  # all or nothing: give back what this call took, then report the failure
             for claim in results.values():
                 if claim is not None:
                     self.release(claim)
             raise errors[0]
         return [results[key] for key in keys]
+
+    def _try_claim_chunk(self, keys: list[str]) -> dict[str, Claim | None] | Exception:
+        try:
+            return self._claim_chunk(keys)
+        except Exception as exc:  # kept as a value so the other chunks' claims can be given back
+            return exc
 
     def _claim_chunk(self, keys: list[str]) -> dict[str, Claim | None]:
         entities = [self._entity(key, LatchState.PENDING) for key in keys]
@@ -115,7 +120,7 @@ class DedupLatch:
         chunks = [
             group[i : i + MAX_BATCH] for group in groups.values() for i in range(0, len(group), MAX_BATCH)
         ]
-        list(self._pool.map(self._commit_chunk, chunks))
+        self._pool.map(self._commit_chunk, chunks)
 
     def _commit_chunk(self, claims: list[Claim]) -> None:
         operations = [

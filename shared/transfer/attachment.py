@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import re
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -41,6 +42,15 @@ if TYPE_CHECKING:
 MIB = 1024 * 1024
 IN_FLIGHT_BLOCKS = 2
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+class AttachmentStatus(StrEnum):
+    """How an attachment ended: the ``status`` of its row in an attachments table."""
+
+    UPLOADED = "uploaded"
+    REJECTED = "rejected"  # refused before any request: URL policy or file extension
+    FAILED_PERMANENT = "failed_permanent"  # a permanent error (404, expired presigned URL, ...)
+    EXHAUSTED = "exhausted"  # still failing after the last retry
 
 
 @dataclass(frozen=True, slots=True)

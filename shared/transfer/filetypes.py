@@ -1,13 +1,14 @@
-"""File-type rules (reference §5.12, with the fixes): extension allowlist before the download,
-Content-Type allowlist and extension agreement after the response headers arrive.
+"""File-type rules (docs/architecture.md, sections 6 and 7): the one reading of a URL's file name,
+the extension allowlist before the download, and the Content-Type allowlist and its agreement with
+the extension after the response headers arrive.
 
-Fixes over the seed: ``application/octet-stream`` / ``binary/octet-stream`` (what S3 often
-answers) and the natural types of every allowed extension (docx, xlsx, csv, json, html, esx…)
-are accepted, so valid files no longer end in the dead-letter table after four retries.
+``application/octet-stream`` / ``binary/octet-stream`` (what S3 often answers) and the natural types
+of every allowed extension (docx, xlsx, csv, json, html, esx...) are accepted.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from shared.errors import ClassifiedError, ErrorCategory, Failure
@@ -48,35 +49,53 @@ ALLOWED_CONTENT_TYPES = (
 )
 
 
-def _extension_of_name(name: str) -> str | None:
-    segment = unquote(name).rsplit("/", 1)[-1]
+@dataclass(frozen=True, slots=True)
+class FileName:
+    """The file name a URL names: ``stem`` and the lower-case ``extension`` (``None`` without one)."""
+
+    stem: str
+    extension: str | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.stem}.{self.extension}" if self.extension else self.stem
+
+    @property
+    def file_type(self) -> str:
+        """Upper-cased extension (``PDF``) or ``UNKNOWN``: the ``file_type`` column."""
+        return self.extension.upper() if self.extension else UNKNOWN_FILE_TYPE
+
+
+def _split(segment: str) -> FileName:
     if "." not in segment:
-        return None
-    return segment.rsplit(".", 1)[1].lower() or None
+        return FileName(segment, None)
+    stem, extension = segment.rsplit(".", 1)
+    return FileName(stem, extension.lower() or None)
 
 
-def extension_of(url: str) -> str | None:
-    """Lower-case extension of the URL path's last segment, else of a ``filename``/``file``/``name`` value."""
+def file_name_of(url: str) -> FileName:
+    """The one reading of a URL's file name. It is the last segment of the URL's path,
+    percent-decoded; when that has no extension, the first ``filename``, ``file`` or ``name``
+    query value that has one (download links often name the file only there); else the path
+    segment as it is (``unknown`` when empty). The extension is the text after the last dot."""
     try:
         parts = urlsplit(url)
     except ValueError:
-        return None
-    found = _extension_of_name(parts.path)
-    if found is not None:
-        return found
+        return FileName("unknown", None)
+    from_path = _split(unquote(parts.path).rsplit("/", 1)[-1])
+    if from_path.extension is not None:
+        return from_path
     query = {k.lower(): v for k, v in parse_qsl(parts.query, keep_blank_values=True)}
     for key in NAME_QUERY_KEYS:
-        if query.get(key):
-            found = _extension_of_name(query[key])
-            if found is not None:
-                return found
-    return None
+        from_query = _split(unquote(query.get(key, "")).rsplit("/", 1)[-1])
+        if from_query.extension is not None:
+            return from_query
+    return from_path if from_path.stem else FileName("unknown", None)
 
 
-def file_type(url: str) -> str:
-    """Upper-cased extension (``PDF``) or ``UNKNOWN`` (reference §2.6)."""
-    extension = extension_of(url)
-    return extension.upper() if extension else UNKNOWN_FILE_TYPE
+def extension_of(url: str) -> str | None:
+    """Lower-case extension of the file name :func:`file_name_of` reads."""
+    return file_name_of(url).extension
 
 
 def require_allowed_extension(url: str) -> str:
@@ -103,7 +122,7 @@ def media_type(content_type: str | None) -> str | None:
 
 
 def check_content_type(content_type: str | None, extension: str) -> None:
-    """Raise TRANSIENT (seed category) when the answer's type is not allowed or not the extension's.
+    """Raise TRANSIENT when the answer's type is not allowed or not the extension's.
 
     A missing Content-Type and the generic octet-stream types are always accepted.
     """

@@ -1,4 +1,4 @@
-"""Presigned URL expiry (reference §5.10): S3 (``X-Amz-Date`` + ``X-Amz-Expires``) and ClaimX
+"""Presigned URL expiry: S3 (``X-Amz-Date`` + ``X-Amz-Expires``) and ClaimX
 (``systemDate`` + ``expires``, both milliseconds).
 
 An expired S3 URL cannot be refreshed (XACT), so the transfer rejects it before any request.
@@ -34,7 +34,7 @@ class PresignedUrl:
         return self.expires_at - self.signed_at
 
     def is_expired(self, now: datetime) -> bool:
-        """True when ``now`` is at or past the expiry; unknown expiry is never expired (seed rule)."""
+        """True when ``now`` is at or past the expiry; unknown expiry is never expired."""
         return self.expires_at is not None and _aware(now) >= self.expires_at
 
     def expires_within(self, seconds: float, now: datetime) -> bool:

@@ -514,7 +514,7 @@ class DataLakeAttachmentStore:
         await self._fs.close()
 
 
-def attachment_store(settings: Settings, factory: StorageFactory) -> AttachmentStore:
+def open_attachment_store(settings: Settings, factory: StorageFactory) -> AttachmentStore:
     """The store ``ATTACHMENT_API`` selects (blob by default)."""
     from shared.config import AttachmentApi
 

@@ -1,4 +1,5 @@
-"""SSRF-safe URL validation for attachment sources (reference §5.9), applied to every redirect hop.
+"""SSRF-safe URL validation for attachment sources (docs/architecture.md, section 7), applied
+to every redirect hop.
 
 No DNS resolution on purpose: resolving here and connecting later is open to rebinding, so the
 decision rests on the exact host name (allowlist) and on IP literals (always blocked ranges).

@@ -6,37 +6,58 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import metrics
+from shared.domains import Domain
 from shared.errors import ClassifiedError, Failure
 from shared.ids import media_id
-from shared.lake.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED
-from shared.plugins.registry import Domain, PluginContext, Stage
+from shared.plugins.context import PluginContext, Stage
 from shared.redact import redact_url, strip_query
 from shared.retry import Outcome, failed, ok, outcome_failure
-from shared.runtime import Runtime
 from shared.state.deadletter import DeadLetter, DeadLetterReason
+from shared.transfer.attachment import AttachmentStatus, TransferRequest, transfer_attachment
 from shared.transfer.filetypes import require_allowed_extension
-from shared.xact.ingest import XACT_DOMAIN
 from shared.xact.paths import attachment_target
+from shared.xact.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from shared.config import Settings
+    from shared.lake.staging import StagingTable
+    from shared.plugins.registry import PluginRegistry
+    from shared.state.deadletter import DeadLetterStore
+    from shared.transfer.stores import AttachmentStore
+    from shared.transfer.urls import UrlPolicy
 
 log = logging.getLogger(__name__)
+
+
+class ActivityServices(Protocol):
+    """What the XACT activities use of the process's runtime (``shared.runtime.Runtime``)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def staging(self) -> StagingTable: ...
+    @property
+    def dead_letters(self) -> DeadLetterStore: ...
+    @property
+    def url_policy(self) -> UrlPolicy: ...
+    @property
+    def plugins(self) -> PluginRegistry: ...
+    def http_session(self) -> aiohttp.ClientSession: ...
+    def attachment_store(self) -> AttachmentStore: ...
+
 
 TRANSFER_STAGE = "xact_transfer"
 ENRICH_STAGE = "xact_enrich"
 
 
-class AttachmentStatus:
-    UPLOADED = "uploaded"
-    REJECTED = "rejected"
-    FAILED_PERMANENT = "failed_permanent"
-    EXHAUSTED = "exhausted"
-
-
-def enrich(event: dict[str, Any], runtime: Runtime) -> Outcome:
+def enrich(event: dict[str, Any], runtime: ActivityServices) -> Outcome:
     """Plugins, then one download task per distinct valid attachment URL; invalid URLs get a
-    ``rejected`` row in ``xact_attachments_failed`` and no download (DESIGN §7)."""
+    ``rejected`` row in ``xact_attachments_failed`` and no download (docs/architecture.md, section 7)."""
     run = runtime.plugins.run(
         PluginContext(
             domain=Domain.XACT,
@@ -98,8 +119,7 @@ def download_task(event: dict[str, Any], url: str) -> dict[str, Any]:
     }
 
 
-async def transfer(task: dict[str, Any], runtime: Runtime) -> Outcome:
-    from shared.transfer.attachment import TransferRequest, transfer_attachment
+async def transfer(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
 
     request = TransferRequest(url=task["attachment_url"], blob_path=task["blob_path"])
     try:
@@ -134,7 +154,7 @@ async def transfer(task: dict[str, Any], runtime: Runtime) -> Outcome:
     )
 
 
-def record_attachment(record: dict[str, Any], runtime: Runtime) -> str:
+def record_attachment(record: dict[str, Any], runtime: ActivityServices) -> AttachmentStatus:
     """Stage the attachment's final row; failures also get a dead letter. Returns the status."""
     task: dict[str, Any] = record["task"]
     outcome: Outcome = record["outcome"]
@@ -173,7 +193,7 @@ def record_attachment(record: dict[str, Any], runtime: Runtime) -> str:
     runtime.dead_letters.record(
         DeadLetter(
             id=f"{TRANSFER_STAGE}:{task['media_id']}",
-            domain=XACT_DOMAIN,
+            domain=Domain.XACT,
             stage=TRANSFER_STAGE,
             reason=DeadLetterReason.EXHAUSTED if record["exhausted"] else DeadLetterReason.PERMANENT,
             category=failure.category.value,
@@ -189,14 +209,14 @@ def record_attachment(record: dict[str, Any], runtime: Runtime) -> str:
     return status
 
 
-def record_event_failure(record: dict[str, Any], runtime: Runtime) -> None:
+def record_event_failure(record: dict[str, Any], runtime: ActivityServices) -> None:
     """The enrich step failed for good: the whole event is dead-lettered for replay."""
     event: dict[str, Any] = record["event"]
     failure = Failure.from_dict(record["failure"])
     runtime.dead_letters.record(
         DeadLetter(
             id=f"{ENRICH_STAGE}:{event['trace_id']}",
-            domain=XACT_DOMAIN,
+            domain=Domain.XACT,
             stage=ENRICH_STAGE,
             reason=DeadLetterReason.PERMANENT
             if not failure.category.is_retryable
@@ -212,7 +232,7 @@ def record_event_failure(record: dict[str, Any], runtime: Runtime) -> None:
 
 
 def failed_row(
-    task: dict[str, Any], failure: Failure, status: str, *, retry_count: int, at: datetime
+    task: dict[str, Any], failure: Failure, status: AttachmentStatus, *, retry_count: int, at: datetime
 ) -> dict[str, Any]:
     return {
         "media_id": task["media_id"],

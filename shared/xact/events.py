@@ -1,4 +1,4 @@
-"""XACT source events: parse and validate one Event Hub body (reference §2.1–§2.2).
+"""XACT source events: parse and validate one Event Hub body (docs/architecture.md, section 2).
 
 A body that is not a JSON object of the right shape is :class:`InvalidBody` (dead-lettered with
 the raw text); a valid event without ``data.assignmentId`` is still an event, marked skipped.
@@ -119,7 +119,7 @@ def parse_xact_body(body: bytes | str) -> XactEvent | InvalidBody:
 
 
 def attachment_urls(value: Any) -> tuple[str, ...]:
-    """Non-empty string items of a list, in order; anything else means no attachments (§2.2)."""
+    """Non-empty string items of a list, in order; anything else means no attachments."""
     if not isinstance(value, list):
         return ()
     return tuple(item.strip() for item in value if isinstance(item, str) and item.strip())

@@ -9,31 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from shared import metrics
+from shared.domains import Domain
 from shared.errors import ErrorCategory
 from shared.ids import xact_instance_id
 from shared.lake.staging import StagingTable
-from shared.lake.tables import XACT_EVENTS
+from shared.pool import IoPool
 from shared.state.deadletter import DeadLetter, DeadLetterReason, DeadLetterStore, raw_body_id
 from shared.state.dedup import Claim, DedupLatch
 from shared.xact.events import InvalidBody, XactEvent, parse_xact_body
+from shared.xact.orchestration import EVENT_ORCHESTRATOR
 from shared.xact.rows import event_row
+from shared.xact.tables import XACT_EVENTS
 
 log = logging.getLogger(__name__)
 
-XACT_DOMAIN = "xact"
 INGEST_STAGE = "xact_ingest"
-EVENT_ORCHESTRATOR = "xact_event_orchestrator"
-
-_IO_THREADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="ingest-io")
-T = TypeVar("T")
 
 
 class OrchestrationStarter(Protocol):
@@ -78,6 +74,7 @@ class XactIngestor:
     starter: OrchestrationStarter
     retry_delays: Sequence[int]
     now: Callable[[], datetime]
+    pool: IoPool
 
     async def ingest(self, bodies: Sequence[bytes | str]) -> IngestReport:
         report = IngestReport(received=len(bodies))
@@ -98,7 +95,8 @@ class XactIngestor:
         report.skipped = len(skipped)
 
         if invalid:
-            await _in_threads([partial(self.dead_letters.record, self._invalid_letter(b)) for b in invalid])
+            letters = [self._invalid_letter(body) for body in invalid]
+            await self.pool.run(self.pool.map, self.dead_letters.record, letters)
 
         claims = await self._claim_all(candidates)
         try:
@@ -108,9 +106,7 @@ class XactIngestor:
             rows = [event_row(event, created_at=created_at) for event in skipped]
             rows += [event_row(event, created_at=created_at) for event, _ in claimed]
             if rows:
-                await asyncio.get_running_loop().run_in_executor(
-                    _IO_THREADS, self.staging.stage_many, XACT_EVENTS, rows
-                )
+                await self.pool.run(self.staging.stage_many, XACT_EVENTS, rows)
             started = await asyncio.gather(
                 *(
                     self.starter.start_once(
@@ -122,9 +118,7 @@ class XactIngestor:
                     for event, claim in claimed
                 )
             )
-            await asyncio.get_running_loop().run_in_executor(
-                _IO_THREADS, self.latch.commit_many, [claim for _, claim in claimed]
-            )
+            await self.pool.run(self.latch.commit_many, [claim for _, claim in claimed])
         except BaseException:
             await self._release([claim for claim in claims if claim])
             raise
@@ -144,11 +138,11 @@ class XactIngestor:
     async def _claim_all(self, events: Sequence[XactEvent]) -> list[Claim | None]:
         """Claim every key, all or nothing (the latch gives back what it took if a call fails)."""
         keys = [event.trace_id for event in events]
-        return await asyncio.get_running_loop().run_in_executor(_IO_THREADS, self.latch.claim_many, keys)
+        return await self.pool.run(self.latch.claim_many, keys)
 
     async def _release(self, claims: Sequence[Claim]) -> None:
         outcomes = await asyncio.gather(
-            *(asyncio.get_running_loop().run_in_executor(_IO_THREADS, self.latch.release, c) for c in claims),
+            *(self.pool.run(self.latch.release, claim) for claim in claims),
             return_exceptions=True,
         )
         failed = sum(isinstance(o, BaseException) for o in outcomes)
@@ -158,7 +152,7 @@ class XactIngestor:
     def _invalid_letter(self, body: InvalidBody) -> DeadLetter:
         return DeadLetter(
             id=raw_body_id(INGEST_STAGE, body.raw),
-            domain=XACT_DOMAIN,
+            domain=Domain.XACT,
             stage=INGEST_STAGE,
             reason=DeadLetterReason.INVALID,
             category=ErrorCategory.PERMANENT.value,
@@ -167,9 +161,3 @@ class XactIngestor:
             payload=body.raw,
             created_at=self.now(),
         )
-
-
-async def _in_threads(calls: Sequence[Callable[[], T]]) -> list[T]:
-    loop = asyncio.get_running_loop()
-    futures: list[Awaitable[T]] = [loop.run_in_executor(_IO_THREADS, call) for call in calls]
-    return list(await asyncio.gather(*futures))

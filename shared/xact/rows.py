@@ -1,4 +1,5 @@
-"""Rows for the XACT Delta tables (reference §2.8), built from validated events and outcomes."""
+"""Rows for the XACT Delta tables (docs/architecture.md, section 8), built from validated events
+and outcomes."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import function_app
 from claimsflow.simulator import AttachmentSimulator
 from local_host import LocalHost, VirtualClock
 from shared.config import Settings
-from shared.lake.flush import FlushStatus, flush_all
+from shared.lake.flush import FlushStatus
 from shared.runtime import Runtime, get_runtime, reset_runtime
 from shared.state.deadletter import DeadLetter
 from shared.storage import LakeLocation, StorageFactory
@@ -65,7 +65,7 @@ class Pipeline:
         """Run every orchestration to its end, then flush staging until it is empty."""
         await self.host.run_until_idle()
         while True:
-            results = flush_all(self.settings, StorageFactory(self.settings))
+            results = get_runtime().lakehouse.flush_all()
             failures = [r for r in results if r.status is FlushStatus.FAILED]
             assert not failures, failures
             if all(r.status is FlushStatus.EMPTY for r in results):

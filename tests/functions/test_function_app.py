@@ -125,11 +125,11 @@ def test_flush_timer_fails_loudly_when_a_table_cannot_be_written(
         monkeypatch.setenv(key, value)
     reset_runtime()
     try:
-        from shared.lake.tables import XACT_ATTACHMENTS_FAILED
         from shared.runtime import get_runtime
+        from shared.xact.tables import XACT_ATTACHMENTS_FAILED
 
-        get_runtime().staging.stage(
-            XACT_ATTACHMENTS_FAILED, {"media_id": "m-1", "trace_id": "t", "status": "rejected"}
+        get_runtime().staging.stage_many(
+            XACT_ATTACHMENTS_FAILED, [{"media_id": "m-1", "trace_id": "t", "status": "rejected"}]
         )
         flush = functions_by_name()["lakehouse_flush"].get_user_function()
         with pytest.raises(LakehouseTimerError, match="xact_attachments_failed"):

@@ -10,9 +10,10 @@ from deltalake import DeltaTable
 
 from shared.lake.compaction import CompactionResult, CompactionStatus
 from shared.lake.delta_writer import DeltaWriter, MergeMetrics
-from shared.lake.flush import FlushStatus, Lakehouse
-from shared.lake.tables import XACT_ATTACHMENTS, XACT_EVENTS
+from shared.lake.flush import FlushStatus
+from shared.lake.lakehouse import Lakehouse
 from shared.storage import LakeLocation
+from shared.xact.tables import XACT_ATTACHMENTS, XACT_EVENTS
 
 pytestmark = pytest.mark.azurite
 
@@ -87,7 +88,7 @@ def test_compaction_skips_while_a_flush_holds_the_lease(make_lakehouse: Callable
     lh._writers[XACT_ATTACHMENTS.name] = writer
     during: list[CompactionResult] = []
     writer.during_merge = lambda: during.append(lh.compact(XACT_ATTACHMENTS))
-    lh.staging.stage(XACT_ATTACHMENTS, {"media_id": "x", "event_date": date(2026, 11, 1)})
+    lh.staging.stage_many(XACT_ATTACHMENTS, [{"media_id": "x", "event_date": date(2026, 11, 1)}])
     assert lh.flush(XACT_ATTACHMENTS).inserted == 1
     assert [r.status for r in during] == [CompactionStatus.SKIPPED_BUSY]
     assert lh.compact(XACT_ATTACHMENTS).status is CompactionStatus.COMPACTED  # lease released

@@ -15,8 +15,9 @@ from shared.lake.delta_writer import (
     merge_predicate,
     upsert_updates,
 )
-from shared.lake.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED, XACT_EVENTS, TableSpec, WriteMode
+from shared.lake.tables import TableSpec, WriteMode
 from shared.storage import StorageFactory
+from shared.xact.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED, XACT_EVENTS
 
 pytestmark = pytest.mark.azurite
 

@@ -9,9 +9,11 @@ import polars as pl
 import pytest
 
 from shared.lake.delta_writer import DeltaWriter, MergeMetrics
-from shared.lake.flush import FlushResult, FlushStatus, Lakehouse, flush_table
+from shared.lake.flush import FlushResult, FlushStatus, flush_table
+from shared.lake.lakehouse import Lakehouse
 from shared.lake.staging import StagedRow, StagingTable
-from shared.lake.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED, XACT_EVENTS, TableSpec
+from shared.lake.tables import TableSpec
+from shared.xact.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED, XACT_EVENTS
 
 pytestmark = pytest.mark.azurite
 
@@ -31,8 +33,8 @@ def attachment(media_id: str, day: int = 1, **extra: Any) -> dict[str, Any]:
 def test_flush_exactly_once_per_key(make_lakehouse: Callable[..., Lakehouse]) -> None:
     lh = make_lakehouse()
     assert lh.flush(XACT_EVENTS).status is FlushStatus.EMPTY
-    lh.staging.stage(XACT_EVENTS, {"trace_id": "t1", "event_date": date(2026, 11, 1), "type": "x"})
-    lh.staging.stage(XACT_EVENTS, {"trace_id": "t1", "event_date": date(2026, 11, 1), "note": "n"})
+    lh.staging.stage_many(XACT_EVENTS, [{"trace_id": "t1", "event_date": date(2026, 11, 1), "type": "x"}])
+    lh.staging.stage_many(XACT_EVENTS, [{"trace_id": "t1", "event_date": date(2026, 11, 1), "note": "n"}])
     first = lh.flush(XACT_EVENTS)
     assert (first.status, first.read, first.inserted, first.deleted, first.kept) == (
         FlushStatus.FLUSHED,
@@ -41,7 +43,7 @@ def test_flush_exactly_once_per_key(make_lakehouse: Callable[..., Lakehouse]) ->
         1,
         0,
     )
-    lh.staging.stage(XACT_EVENTS, {"trace_id": "t1", "event_date": date(2026, 11, 1), "type": "again"})
+    lh.staging.stage_many(XACT_EVENTS, [{"trace_id": "t1", "event_date": date(2026, 11, 1), "type": "again"}])
     second = lh.flush(XACT_EVENTS)
     assert (second.read, second.inserted) == (1, 0)
     frame = rows_in(lh, XACT_EVENTS)
@@ -52,7 +54,9 @@ def test_flush_exactly_once_per_key(make_lakehouse: Callable[..., Lakehouse]) ->
 def test_flush_all_drains_in_batches(make_lakehouse: Callable[..., Lakehouse]) -> None:
     lh = make_lakehouse(FLUSH_MAX_ROWS=10, STATE_TABLE_SHARDS=4)
     lh.staging.stage_many(XACT_ATTACHMENTS, [attachment(f"m{i}", 1 + i % 5) for i in range(25)])
-    lh.staging.stage(XACT_ATTACHMENTS_FAILED, {"media_id": "f1", "status": "rejected", "created_at": T0})
+    lh.staging.stage_many(
+        XACT_ATTACHMENTS_FAILED, [{"media_id": "f1", "status": "rejected", "created_at": T0}]
+    )
     one = lh.flush(XACT_ATTACHMENTS, max_batches=1)
     assert (one.read, one.more) == (10, True)
     results = {r.table: r for r in lh.flush_all(XACT)}
@@ -121,7 +125,7 @@ def test_second_flush_skips_while_the_lease_is_held_and_updates_survive(
 
     def during_flush() -> None:
         seen.append(lh.flush(spec))  # a concurrent flush of the same table
-        lh.staging.stage(spec, {"media_id": "m3", "status": "exhausted", "retry_count": 4})
+        lh.staging.stage_many(spec, [{"media_id": "m3", "status": "exhausted", "retry_count": 4}])
 
     writer.after_commit = during_flush
     first = lh.flush(spec)
@@ -155,7 +159,9 @@ def test_crash_between_commit_and_delete(make_lakehouse: Callable[..., Lakehouse
     if spec is XACT_ATTACHMENTS_FAILED:
         rows = [{"media_id": r["media_id"], "status": "rejected", "created_at": T0} for r in rows]
     lh.staging.stage_many(spec, rows)
-    crashing = CrashingStaging(lh.staging.service, shards=lh.staging.shards, table_name=lh.staging.table_name)
+    crashing = CrashingStaging(
+        lh.staging.service, lh.staging.pool, table_name=lh.staging.table_name, shards=lh.staging.shards
+    )
     with pytest.raises(SimulatedCrash):
         flush_table(spec, staging=crashing, writer=lh.writer(spec), lease=lh.lease(spec), max_rows=1000)
     assert rows_in(lh, spec).height == 40  # committed
@@ -163,7 +169,7 @@ def test_crash_between_commit_and_delete(make_lakehouse: Callable[..., Lakehouse
     late: dict[str, Any] = {"media_id": "late", "created_at": T0}
     if spec.partition:
         late["event_date"] = date(2026, 11, 1)
-    lh.staging.stage(spec, late)
+    lh.staging.stage_many(spec, [late])
     after = lh.flush(spec)  # the lease was released by the crashed flush's finally (or expires)
     assert after.status is FlushStatus.FLUSHED and after.read == 41 and after.inserted == 1
     frame = rows_in(lh, spec)

@@ -9,8 +9,10 @@ from azure.data.tables import TableServiceClient
 
 from claimsflow.azurite import Azurite
 from shared.lake.staging import StagingTable
-from shared.lake.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED, XACT_EVENTS, TableSpec, WriteMode
+from shared.lake.tables import TableSpec, WriteMode
+from shared.pool import IoPool
 from shared.state.sharding import safe_row_key, shard_of
+from shared.xact.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED, XACT_EVENTS
 
 pytestmark = pytest.mark.azurite
 
@@ -36,9 +38,9 @@ TYPED = TableSpec(
 
 
 @pytest.fixture
-def staging(azurite: Azurite, unique: Callable[[str], str]) -> StagingTable:
+def staging(azurite: Azurite, unique: Callable[[str], str], io_pool: IoPool) -> StagingTable:
     service = TableServiceClient.from_connection_string(azurite.connection_string)
-    return StagingTable(service, shards=4, table_name=unique("stg"))
+    return StagingTable(service, io_pool, table_name=unique("stg"), shards=4)
 
 
 def by_key(staging: StagingTable, spec: TableSpec) -> dict[str, dict[str, object]]:
@@ -59,10 +61,12 @@ def test_row_keys_are_table_safe_and_injective() -> None:
 
 def test_upsert_merge_later_non_null_values_win(staging: StagingTable) -> None:
     spec = XACT_ATTACHMENTS_FAILED
-    staging.stage(
-        spec, {"media_id": "m1", "status": "failed_permanent", "error_message": "404", "http_status": 404}
+    staging.stage_many(
+        spec, [{"media_id": "m1", "status": "failed_permanent", "error_message": "404", "http_status": 404}]
     )
-    staging.stage(spec, {"media_id": "m1", "status": "exhausted", "error_message": None, "retry_count": 4})
+    staging.stage_many(
+        spec, [{"media_id": "m1", "status": "exhausted", "error_message": None, "retry_count": 4}]
+    )
     staging.stage_many(spec, [{"media_id": "m1", "trace_id": "t1"}, {"media_id": "m1", "retry_count": None}])
     rows = by_key(staging, spec)
     assert rows == {
@@ -80,21 +84,23 @@ def test_upsert_merge_later_non_null_values_win(staging: StagingTable) -> None:
 
 def test_types_round_trip(staging: StagingTable) -> None:
     plus_two = timezone(timedelta(hours=2))
-    staging.stage(
+    staging.stage_many(
         TYPED,
-        {
-            "k": "a",
-            "big": 2**40 + 7,
-            "small": -5,
-            "flag": False,
-            "ratio": 0.25,
-            "day": date(2026, 2, 28),
-            "at": datetime(2026, 2, 28, 23, 59, 59, 123456, tzinfo=plus_two),
-            "text": "naïve ✓",
-            "body": "é" * 70_000,  # over one property's 64 KiB: stored in chunks
-        },
+        [
+            {
+                "k": "a",
+                "big": 2**40 + 7,
+                "small": -5,
+                "flag": False,
+                "ratio": 0.25,
+                "day": date(2026, 2, 28),
+                "at": datetime(2026, 2, 28, 23, 59, 59, 123456, tzinfo=plus_two),
+                "text": "naïve ✓",
+                "body": "é" * 70_000,  # over one property's 64 KiB: stored in chunks
+            }
+        ],
     )
-    staging.stage(TYPED, {"k": "b", "flag": True, "big": -(2**62)})
+    staging.stage_many(TYPED, [{"k": "b", "flag": True, "big": -(2**62)}])
     rows = by_key(staging, TYPED)
     a = rows["a"]
     assert a["big"] == 2**40 + 7 and type(a["big"]) is int
@@ -108,8 +114,8 @@ def test_types_round_trip(staging: StagingTable) -> None:
     assert a["body"] == "é" * 70_000
     assert rows["b"] == {"k": "b", "flag": True, "big": -(2**62)}
     # a shorter text later replaces the chunks; a null leaves them alone
-    staging.stage(TYPED, {"k": "a", "body": "short"})
-    staging.stage(TYPED, {"k": "a", "body": None, "text": None})
+    staging.stage_many(TYPED, [{"k": "a", "body": "short"}])
+    staging.stage_many(TYPED, [{"k": "a", "body": None, "text": None}])
     a = by_key(staging, TYPED)["a"]
     assert a["body"] == "short" and a["text"] == "naïve ✓"
     frame = TYPED.to_frame([a])
@@ -119,7 +125,7 @@ def test_types_round_trip(staging: StagingTable) -> None:
 def test_keys_with_forbidden_characters(staging: StagingTable) -> None:
     keys = ["a/b", "a%2Fb", "q?x=1#frag", "back\\slash", "tab\tkey", "k" * 1500]
     staging.stage_many(XACT_EVENTS, [{"trace_id": k, "event_date": date(2026, 1, 1)} for k in keys])
-    staging.stage(XACT_EVENTS, {"trace_id": "k" * 1500, "event_date": date(2026, 1, 1), "type": "x"})
+    staging.stage_many(XACT_EVENTS, [{"trace_id": "k" * 1500, "event_date": date(2026, 1, 1), "type": "x"}])
     rows = by_key(staging, XACT_EVENTS)
     assert set(rows) == set(keys)
     assert rows["k" * 1500]["type"] == "x"
@@ -127,17 +133,17 @@ def test_keys_with_forbidden_characters(staging: StagingTable) -> None:
 
 
 def test_stage_many_batches_per_partition_and_reads_every_shard(
-    azurite: Azurite, unique: Callable[[str], str]
+    azurite: Azurite, unique: Callable[[str], str], io_pool: IoPool
 ) -> None:
     service = TableServiceClient.from_connection_string(azurite.connection_string)
-    one = StagingTable(service, shards=1, table_name=unique("stg"))
+    one = StagingTable(service, io_pool, table_name=unique("stg"), shards=1)
     rows = [{"media_id": f"m{i}", "event_date": date(2026, 1, 1 + i % 20)} for i in range(250)]
     rows.append({"media_id": "m0", "sha256": "abc", "event_date": date(2026, 1, 1)})  # same key again
     assert one.stage_many(XACT_ATTACHMENTS, rows) == 250  # 3 transactions in one partition
     assert one.count(XACT_ATTACHMENTS) == 250
     assert by_key(one, XACT_ATTACHMENTS)["m0"]["sha256"] == "abc"
 
-    many = StagingTable(service, shards=8, table_name=unique("stg"))
+    many = StagingTable(service, io_pool, table_name=unique("stg"), shards=8)
     many.stage_many(XACT_ATTACHMENTS, rows)
     some = many.read(XACT_ATTACHMENTS, 40)
     assert len(some) == 40
@@ -151,7 +157,7 @@ def test_delete_only_if_unchanged(staging: StagingTable) -> None:
     spec = XACT_ATTACHMENTS_FAILED
     staging.stage_many(spec, [{"media_id": f"m{i}", "status": "rejected"} for i in range(30)])
     read = staging.read(spec, 100)
-    staging.stage(spec, {"media_id": "m7", "status": "exhausted"})  # changed after the read
+    staging.stage_many(spec, [{"media_id": "m7", "status": "exhausted"}])  # changed after the read
     assert staging.delete_if_unchanged(read) == 29
     left = by_key(staging, spec)
     assert list(left) == ["m7"] and left["m7"]["status"] == "exhausted"

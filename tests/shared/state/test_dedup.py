@@ -7,6 +7,7 @@ import pytest
 from azure.data.tables import TableClient
 
 from claimsflow.azurite import Azurite
+from shared.pool import IoPool
 from shared.state.dedup import DedupLatch
 
 pytestmark = pytest.mark.azurite
@@ -28,9 +29,11 @@ def table(azurite: Azurite, unique: Callable[[str], str]) -> TableClient:
 
 
 @pytest.fixture
-def make_latch(table: TableClient) -> Callable[..., DedupLatch]:
+def make_latch(table: TableClient, io_pool: IoPool) -> Callable[..., DedupLatch]:
     def make(clock: Clock | None = None) -> DedupLatch:
-        return DedupLatch(table, ttl=timedelta(hours=24), shards=4, cache_size=100, now=clock or Clock())
+        return DedupLatch(
+            table, ttl=timedelta(hours=24), shards=4, cache_size=100, pool=io_pool, now=clock or Clock()
+        )
 
     return make
 

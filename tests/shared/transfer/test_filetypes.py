@@ -8,7 +8,7 @@ from shared.transfer.filetypes import (
     EXTENSION_CONTENT_TYPES,
     check_content_type,
     extension_of,
-    file_type,
+    file_name_of,
     require_allowed_extension,
     stored_content_type,
 )
@@ -32,10 +32,10 @@ pytestmark = pytest.mark.unit
 )
 def test_extension_and_file_type(url: str, extension: str | None, kind: str) -> None:
     assert extension_of(url) == extension
-    assert file_type(url) == kind
+    assert file_name_of(url).file_type == kind
 
 
-def test_allowlist_is_the_seed_list() -> None:
+def test_allowlist_of_extensions() -> None:
     assert {
         "pdf", "xml", "txt", "csv", "json", "html", "htm", "xls", "xlsx", "doc", "docx", "esx",
         "jpg", "jpeg", "png", "gif", "bmp", "tiff", "tif", "webp", "mov", "mp4",

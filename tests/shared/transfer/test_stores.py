@@ -1,6 +1,6 @@
 """Attachment stores: Blob on the session Azurite, DataLake on a loopback DFS fake.
 
-Azurite has no DFS API (reference: local-platform-facts §3b), so :class:`FakeDfs` implements
+Azurite has no DFS API, so :class:`FakeDfs` implements
 just the REST calls :class:`DataLakeAttachmentStore` makes (create, append, flush, metadata,
 properties, rename with destination conditions, delete, ranged read) with real semantics:
 flushed data is durable, appends must be contiguous at flush, rename honours If-None-Match.

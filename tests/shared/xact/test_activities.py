@@ -8,13 +8,15 @@ from dataclasses import dataclass
 
 import pytest
 
-from shared.config import Settings
+from shared.domains import Domain
 from shared.errors import ErrorCategory, Failure
 from shared.ids import media_id
-from shared.plugins.registry import Domain, PluginContext, PluginResult, Stage
+from shared.plugins.context import PluginContext, Stage
+from shared.plugins.registry import PluginResult
 from shared.retry import failed, ok
 from shared.runtime import Runtime
 from shared.xact import activities
+from shared.xact.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED
 
 pytestmark = pytest.mark.azurite
 
@@ -47,6 +49,7 @@ class ScriptedPlugin:
     explode: bool = False
     domains: frozenset[Domain] = frozenset({Domain.XACT})
     stages: frozenset[Stage] = frozenset({Stage.ENRICHMENT_COMPLETE})
+    event_types: frozenset[str] = frozenset()
 
     def execute(self, context: PluginContext) -> PluginResult:
         if self.explode:
@@ -58,8 +61,8 @@ class ScriptedPlugin:
 
 
 @pytest.fixture
-def runtime(make_settings: Callable[..., Settings]) -> Runtime:
-    return Runtime(make_settings())
+def runtime(make_runtime: Callable[..., Runtime]) -> Runtime:
+    return make_runtime()
 
 
 def test_enrich_builds_tasks_and_rejects_bad_urls(runtime: Runtime) -> None:
@@ -73,7 +76,7 @@ def test_enrich_builds_tasks_and_rejects_bad_urls(runtime: Runtime) -> None:
     ]
     assert downloads[0]["media_id"] == media_id("t-9", f"{S3}/est.pdf")
     assert outcome["value"]["rejected"] == 3
-    rejected = runtime.staging.read("xact_attachments_failed", limit=10)
+    rejected = runtime.staging.read(XACT_ATTACHMENTS_FAILED, limit=10)
     assert {row.values["status"] for row in rejected} == {"rejected"}
     assert {row.values["attachment_url"] for row in rejected} == {
         "https://10.0.0.7/exports/a.pdf",
@@ -87,7 +90,7 @@ def test_terminating_plugin_stops_downloads(runtime: Runtime) -> None:
     runtime.plugins.register(ScriptedPlugin("never-runs", priority=50, explode=True))
     outcome = activities.enrich(EVENT, runtime)
     assert outcome["value"] == {"downloads": [], "rejected": 0, "terminated": True, "reason": "not for us"}
-    assert runtime.staging.count("xact_attachments_failed") == 0
+    assert runtime.staging.count(XACT_ATTACHMENTS_FAILED) == 0
 
 
 def test_record_attachment_is_idempotent_under_replay(runtime: Runtime) -> None:
@@ -101,7 +104,7 @@ def test_record_attachment_is_idempotent_under_replay(runtime: Runtime) -> None:
     }
     assert activities.record_attachment(record, runtime) == "exhausted"
     assert activities.record_attachment(record, runtime) == "exhausted"  # the activity ran twice
-    [row] = runtime.staging.read("xact_attachments_failed", limit=10)
+    [row] = runtime.staging.read(XACT_ATTACHMENTS_FAILED, limit=10)
     assert (row.values["status"], row.values["retry_count"], row.values["http_status"]) == (
         "exhausted",
         4,
@@ -119,7 +122,7 @@ def test_record_success_stages_the_inventory_row(runtime: Runtime) -> None:
     assert activities.record_attachment({"task": task, "outcome": ok(value), "retry_count": 1}, runtime) == (
         "uploaded"
     )
-    [row] = runtime.staging.read("xact_attachments", limit=10)
+    [row] = runtime.staging.read(XACT_ATTACHMENTS, limit=10)
     assert row.values["attachment_url"] == f"{S3}/est.pdf"  # no signature stored
     assert row.values["bytes_downloaded"] == 1234
     assert row.values["event_date"].isoformat() == "2026-11-22"

@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from azure.data.tables import TableClient
 
-from shared.config import Settings
-from shared.lake.tables import XACT_EVENTS
 from shared.runtime import Runtime
 from shared.state.dedup import DedupLatch
 from shared.xact.ingest import EVENT_ORCHESTRATOR, XactIngestor
+from shared.xact.tables import XACT_EVENTS
 
 pytestmark = pytest.mark.azurite
 
@@ -55,8 +54,8 @@ def event(trace_id: str, **data: Any) -> str:
 
 
 @pytest.fixture
-def runtime(make_settings: Callable[..., Settings]) -> Runtime:
-    return Runtime(make_settings())
+def runtime(make_runtime: Callable[..., Runtime]) -> Runtime:
+    return make_runtime()
 
 
 def ingestor(runtime: Runtime, starter: InstanceRegistry) -> XactIngestor:
@@ -67,6 +66,7 @@ def ingestor(runtime: Runtime, starter: InstanceRegistry) -> XactIngestor:
         starter=starter,
         retry_delays=(300, 600, 1200, 2400),
         now=lambda: datetime(2026, 2, 14, 16, 0, tzinfo=UTC),
+        pool=runtime.pool,
     )
 
 
@@ -99,7 +99,7 @@ async def test_counts_and_duplicates_in_one_batch(runtime: Runtime) -> None:
 
 
 async def test_duplicates_across_batches_and_processes(
-    runtime: Runtime, make_settings: Callable[..., Settings]
+    runtime: Runtime, make_runtime: Callable[..., Runtime]
 ) -> None:
     starter = InstanceRegistry()
     first = await ingestor(runtime, starter).ingest([event("a"), event("b")])
@@ -107,13 +107,15 @@ async def test_duplicates_across_batches_and_processes(
     second = await ingestor(runtime, starter).ingest([event("a"), event("c")])
     assert (second.accepted, second.duplicates) == (1, 1)
     # a new process with an empty memory cache asks the table
-    other = Runtime(runtime.settings)
+    other = make_runtime(runtime.settings)
     third = await ingestor(other, starter).ingest([event("a"), event("b"), event("c")])
     assert (third.accepted, third.duplicates) == (0, 3)
     assert len(starter.instances) == 3
 
 
-async def test_storage_failure_releases_latches_and_redelivery_processes(runtime: Runtime) -> None:
+async def test_storage_failure_releases_latches_and_redelivery_processes(
+    runtime: Runtime, make_runtime: Callable[..., Runtime]
+) -> None:
     failing = InstanceRegistry(fail_after=1)
     with pytest.raises(ConnectionResetError):
         await ingestor(runtime, failing).ingest([event("x1"), event("x2"), event("x3")])
@@ -121,19 +123,23 @@ async def test_storage_failure_releases_latches_and_redelivery_processes(runtime
     # the Event Hub retry policy delivers the batch again, to a healthy client
     healthy = InstanceRegistry()
     healthy.instances.update(failing.instances)
-    again = await ingestor(Runtime(runtime.settings), healthy).ingest([event("x1"), event("x2"), event("x3")])
+    again = await ingestor(make_runtime(runtime.settings), healthy).ingest(
+        [event("x1"), event("x2"), event("x3")]
+    )
     assert again.accepted == 3
     assert len(healthy.instances) == 3
     assert len(again.started) == 2  # the instance that did start is not started twice
 
 
-async def test_crash_mid_batch_then_redelivery(runtime: Runtime) -> None:
+async def test_crash_mid_batch_then_redelivery(
+    runtime: Runtime, make_runtime: Callable[..., Runtime]
+) -> None:
     """A hard crash leaves latches pending (nothing released them); the redelivery reclaims them."""
     starter = InstanceRegistry()
     crashed = ingestor(runtime, starter)
     claims = [crashed.latch.claim(t) for t in ("c1", "c2")]  # the crash happens after claiming
     assert all(claims)
-    report = await ingestor(Runtime(runtime.settings), starter).ingest(
+    report = await ingestor(make_runtime(runtime.settings), starter).ingest(
         [event("c1"), event("c2"), event("c3")]
     )
     assert report.accepted == 3
@@ -151,12 +157,16 @@ async def test_an_event_seen_longer_ago_than_the_ttl_is_processed_again(runtime:
     table.create_table()
 
     def latch() -> DedupLatch:  # a fresh process each time: nothing cached in memory
-        return DedupLatch(table, ttl=timedelta(hours=24), shards=4, cache_size=10, now=lambda: now[0])
+        return DedupLatch(
+            table, ttl=timedelta(hours=24), shards=4, cache_size=10, pool=runtime.pool, now=lambda: now[0]
+        )
 
     starter = InstanceRegistry()
 
     async def deliver() -> Any:
-        ingest = XactIngestor(latch(), runtime.staging, runtime.dead_letters, starter, (300,), lambda: now[0])
+        ingest = XactIngestor(
+            latch(), runtime.staging, runtime.dead_letters, starter, (300,), lambda: now[0], runtime.pool
+        )
         return await ingest.ingest([event("ttl-1")])
 
     assert (await deliver()).accepted == 1

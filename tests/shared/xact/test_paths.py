@@ -62,6 +62,13 @@ BASE = "https://usw2-prod-xn-exportreceiver-publish.s3.us-west-2.amazonaws.com/e
             f"documentsReceived/A1B2C3/{TRACE}/A1B2C3_unknown",
             "UNKNOWN",
         ),
+        (
+            "documentsReceived",
+            None,
+            "https://www.claimxperience.com/download?filename=Roof%20Photo.JPEG&expires=1",
+            f"documentsReceived/A1B2C3/{TRACE}/A1B2C3_Roof Photo.jpeg",
+            "JPEG",
+        ),
     ],
 )
 def test_reference_path_rules(subtype: str, version: str | None, url: str, path: str, file_type: str) -> None:

@@ -1,4 +1,4 @@
-"""Purging finished orchestration histories through the real Durable client and management API."""
+"""Starting and purging orchestrations through the real Durable client and management API."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import azure.functions as func
 import pytest
 
 from local_host import LocalHost
-from shared.housekeeping import purge_finished_instances
+from shared.durable import purge_finished_instances
 
 pytestmark = pytest.mark.azurite
 
