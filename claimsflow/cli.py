@@ -27,6 +27,13 @@ def run(
     redeliver: Annotated[
         bool, typer.Option(help="Deliver every batch twice, the second time after a simulated crash")
     ] = False,
+    run_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Name the run (lower-case letters and digits): its task hub, tables and files are "
+            "named after it, so ops commands can find them. Default: a fresh name per run."
+        ),
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="Write the run report as JSON to this path")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step, not only errors")] = False,
 ) -> None:
@@ -47,6 +54,7 @@ def run(
         world=json.loads(world.read_text()) if world else None,
         generate=generate,
         redeliver=redeliver,
+        run_name=run_name,
     )
     try:
         result = asyncio.run(run_pipeline(options))

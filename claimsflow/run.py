@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import time
@@ -43,12 +44,31 @@ STATE_DIR = REPO_ROOT / ".claimsflow"
 AZURITE_PID_FILE = STATE_DIR / "azurite.json"
 
 
+RUN_NAME = re.compile(r"^[a-z0-9]{1,32}$")
+
+
+class RunError(RuntimeError):
+    """The run itself could not work (not a pipeline outcome: those are counted)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     xact_events: Path | None = None
     world: dict[str, Any] | None = None
     generate: int | None = None
     redeliver: bool = False
+    run_name: str | None = None
+
+
+def fresh_run_name() -> str:
+    return f"{datetime.now(UTC):%m%d%H%M%S}{secrets.token_hex(2)}"
+
+
+def check_run_name(name: str) -> str:
+    """A run name becomes part of a task hub and container names: lower-case letters and digits."""
+    if not RUN_NAME.match(name):
+        raise RunError(f"run name {name!r} must be 1 to 32 lower-case letters or digits")
+    return name
 
 
 def read_event_lines(path: Path) -> list[str]:
@@ -109,15 +129,17 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def run_environment(connection_string: str, simulator_url: str, run_id: str) -> dict[str, str]:
-    """The embedded local default settings for one run."""
-    lake = f"abfss://lake{run_id}@devstoreaccount1.dfs.core.windows.net"
+def run_environment(connection_string: str, simulator_url: str, run_name: str) -> dict[str, str]:
+    """The embedded local default settings for one run. Everything the run keeps is named after
+    ``run_name``: the task hub (and so the state tables and containers), the lake container with
+    the Delta tables and the attachment files, so a run of the same name finds it all again."""
+    lake = f"abfss://lake{run_name}@devstoreaccount1.dfs.core.windows.net"
     return sample_values() | {
         "AzureWebJobsStorage": connection_string,
         "ENVIRONMENT": "development",
         "SIMULATION_MODE": "true",
         "SIMULATOR_URL": simulator_url,
-        "TASKHUB_NAME": f"run{run_id}",
+        "TASKHUB_NAME": f"run{run_name}",
         "LAKE_TABLES_URI": os.environ.get("LAKE_TABLES_URI", f"{lake}/Tables"),
         "XACT_ATTACHMENTS_URI": os.environ.get("XACT_ATTACHMENTS_URI", f"{lake}/Files/xact/attachments"),
     }
@@ -139,16 +161,17 @@ async def run_pipeline(options: RunOptions) -> dict[str, Any]:
         started_azurite = start_run_azurite()
         connection_string = started_azurite.connection_string
 
-    run_id = f"{datetime.now(UTC):%m%d%H%M%S}{secrets.token_hex(2)}"
+    run_name = fresh_run_name() if options.run_name is None else check_run_name(options.run_name)
     metrics.reset()
     started = time.monotonic()
     async with AttachmentSimulator(world) as simulator:
-        env = run_environment(connection_string, simulator.url, run_id)
+        env = run_environment(connection_string, simulator.url, run_name)
         with environment(env):
             settings = Settings()
             try:
                 outcome = await _drive(settings, env, bodies, options.redeliver)
                 return _report(
+                    run_name,
                     settings,
                     outcome,
                     elapsed=time.monotonic() - started,
@@ -163,10 +186,6 @@ class DriveOutcome:
     completed: int
     failed: int
     flush_runs: int
-
-
-class RunError(RuntimeError):
-    """The run itself could not work (not a pipeline outcome: those are counted)."""
 
 
 async def _fire(host: LocalHost, function_name: str) -> None:
@@ -250,7 +269,7 @@ async def instance_counts(host: LocalHost) -> Counter[str]:
 
 
 def _report(
-    settings: Settings, outcome: DriveOutcome, *, elapsed: float, azurite_started: bool
+    run_name: str, settings: Settings, outcome: DriveOutcome, *, elapsed: float, azurite_started: bool
 ) -> dict[str, Any]:
     from shared.runtime import LAKE_TABLES, Runtime
 
@@ -273,6 +292,7 @@ def _report(
     finally:
         runtime.close()
     return {
+        "run_name": run_name,
         "events": {
             "xact": {
                 key: counters.get(f"xact.events.{key}", 0)

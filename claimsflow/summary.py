@@ -15,6 +15,7 @@ def print_summary(report: dict[str, Any], console: Console | None = None) -> Non
     overview = Table(title="claimsflow run", show_header=False, title_justify="left")
     overview.add_column("what", style="bold")
     overview.add_column("count", justify="right")
+    overview.add_row("Run name", str(report["run_name"]))
     overview.add_row("XACT events received", str(events["received"]))
     overview.add_row("  accepted", str(events["accepted"]))
     overview.add_row("  duplicates", str(events["duplicates"]))

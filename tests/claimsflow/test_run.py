@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -54,6 +55,7 @@ def test_run_with_event_file_world_and_redelivery(on_session_azurite: None, tmp_
         )
     )
     report_path = tmp_path / "report.json"
+    run_name = f"t{uuid.uuid4().hex[:10]}"
     result = CliRunner().invoke(
         app,
         [
@@ -63,6 +65,8 @@ def test_run_with_event_file_world_and_redelivery(on_session_azurite: None, tmp_
             "--world",
             str(world),
             "--redeliver",
+            "--run-name",
+            run_name,
             "--report",
             str(report_path),
         ],
@@ -70,6 +74,9 @@ def test_run_with_event_file_world_and_redelivery(on_session_azurite: None, tmp_
     assert result.exit_code == 0, result.output
     assert "XACT events received" in result.output
     report = json.loads(report_path.read_text())
+    assert report["run_name"] == run_name
+    assert report["files"]["xact"]["container"] == f"lake{run_name}"
+    assert all(f"lake{run_name}@" in info["uri"] for info in report["tables"].values())
 
     # every body counted once per delivery; the redelivery counts everything again, as duplicates
     xact = report["events"]["xact"]
@@ -113,3 +120,12 @@ def test_unreadable_event_file_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", "--xact-events", str(tmp_path / "missing.jsonl")])
     assert result.exit_code == 2
     assert "could not complete" in result.output
+
+
+@pytest.mark.parametrize("name", ["Demo", "has-dash", "x" * 33, ""])
+def test_a_run_name_that_cannot_name_storage_is_refused(name: str, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("{}\n")
+    result = CliRunner().invoke(app, ["run", "--xact-events", str(events), "--run-name", name])
+    assert result.exit_code == 2
+    assert "lower-case letters or digits" in result.output
