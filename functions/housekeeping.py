@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import azure.durable_functions as df
 import azure.functions as func
 
+from shared.clock import utc_now
 from shared.durable import purge_finished_instances
 from shared.runtime import get_runtime
 
@@ -25,5 +26,5 @@ def dedup_purge(timer: func.TimerRequest) -> None:
 @bp.durable_client_input(client_name="client")
 async def instance_purge(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
     retention = timedelta(days=get_runtime().settings.instance_retention_days)
-    purged = await purge_finished_instances(client, now=datetime.now(UTC), retention=retention)
+    purged = await purge_finished_instances(client, now=utc_now(), retention=retention)
     log.info("finished orchestration histories purged: %d", purged)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
+from shared.clock import utc_now
 from shared.durable import DurableStarter
 from shared.errors import redacted_errors
 from shared.runtime import get_runtime
@@ -43,7 +43,7 @@ async def xact_ingest(events: list[func.EventHubEvent], client: df.DurableOrches
         dead_letters=runtime.dead_letters,
         starter=DurableStarter(client),
         retry_delays=runtime.settings.retry_delays_seconds,
-        now=lambda: datetime.now(UTC),
+        now=utc_now,
         pool=runtime.pool,
     )
     report = await ingestor.ingest([event.get_body() for event in events])
@@ -82,13 +82,19 @@ async def xact_transfer(task: dict[str, Any]) -> dict[str, Any]:
         return await activities.transfer(task, get_runtime())
 
 
-@bp.activity_trigger(input_name="record")
-def xact_record_attachment(record: dict[str, Any]) -> str:
+@bp.activity_trigger(input_name="payload")
+def xact_record_attachment_failure(payload: dict[str, Any]) -> dict[str, Any]:
     with redacted_errors():
-        return activities.record_attachment(record, get_runtime())
+        return activities.record_attachment_failure(payload, get_runtime())
 
 
-@bp.activity_trigger(input_name="record")
-def xact_record_event_failure(record: dict[str, Any]) -> None:
+@bp.activity_trigger(input_name="payload")
+def xact_record_event_failure(payload: dict[str, Any]) -> dict[str, Any]:
     with redacted_errors():
-        activities.record_event_failure(record, get_runtime())
+        return activities.record_event_failure(payload, get_runtime())
+
+
+@bp.activity_trigger(input_name="payload")
+def xact_dead_letter_in_blob(payload: dict[str, Any]) -> dict[str, Any]:
+    with redacted_errors():
+        return activities.dead_letter_in_blob(payload, get_runtime())

@@ -14,6 +14,10 @@ FINISHED = (
     OrchestrationRuntimeStatus.Terminated,
 )  # the extension never produces the legacy ``Canceled`` status
 FINISHED_STATUSES = frozenset(status.value for status in FINISHED)
+# A failed instance is never purged by the timer: it may hold the only record of an outcome that
+# could not be recorded elsewhere (docs/architecture.md, section 5), or show a bug. On-call purges
+# it once resolved.
+PURGED_BY_TIMER = (OrchestrationRuntimeStatus.Completed, OrchestrationRuntimeStatus.Terminated)
 # Bulk purges of large task hubs time out (durable-extension issues #1145 and #2211), so each run
 # purges one bounded window of creation times; the hourly timer walks it forward with the clock.
 PURGE_WINDOW = timedelta(days=2)  # a window this wide survives a day of downtime
@@ -56,10 +60,11 @@ class DurableStarter:
 
 
 async def purge_finished_instances(client: DurableClient, *, now: datetime, retention: timedelta) -> int:
-    """Purge finished instances created in ``[now - retention - window, now - retention)``.
-    Dead-lettered work lives on in the dead-letter table, so its history is not the only record."""
+    """Purge completed and terminated instances created in ``[now - retention - window, now -
+    retention)``. Dead-lettered work lives on in the dead-letter table, so its history is not the
+    only record; failed instances are kept."""
     until = now - retention
     result = await client.purge_instance_history_by(
-        created_time_from=until - PURGE_WINDOW, created_time_to=until, runtime_status=list(FINISHED)
+        created_time_from=until - PURGE_WINDOW, created_time_to=until, runtime_status=list(PURGED_BY_TIMER)
     )
     return int(result.instances_deleted)

@@ -1,4 +1,5 @@
-"""Retry by error class inside an orchestrator, with durable timers (deterministic, no I/O).
+"""Retry by error class inside an orchestrator, with durable timers (deterministic, no I/O), and the
+recording of an outcome that must never be silent.
 
 Python's ``RetryOptions`` has no backoff list and no error predicate, so the loop is ours:
 PERMANENT stops at once; TRANSIENT, AUTH, CIRCUIT_OPEN and UNKNOWN wait ``delays[n]`` and try
@@ -52,3 +53,33 @@ def call_with_retries(
         fire_at = context.current_utc_datetime + timedelta(seconds=delays[retries])
         yield context.create_timer(fire_at)
         retries += 1
+
+
+class RecordingFailed(Exception):
+    """Recording an outcome failed for good. Raised in the orchestrator so the instance fails: the
+    failed-instance listing shows it, and the purge timer never removes a failed instance."""
+
+
+def record_or_fail(
+    context: Any, activity: str, fallback: str, record: dict[str, Any], delays: Sequence[int]
+) -> Generator[Any, Any, Any]:
+    """``value = yield from record_or_fail(...)``: run the record activity with retries by class;
+    if it still fails, write the dead letter through ``fallback`` (blob storage, a path that does
+    not depend on the tables that failed), then fail the instance either way.
+
+    The record travels as ``{"record": ...}``: :func:`call_with_retries` puts its own
+    ``retry_count`` beside it, which must not overwrite the failed step's."""
+    outcome, _ = yield from call_with_retries(context, activity, {"record": record}, delays)
+    failure = outcome_failure(outcome)
+    if failure is None:
+        return outcome["value"]
+    unrecorded = {**record, "unrecorded_because": failure.to_dict()}
+    saved, _ = yield from call_with_retries(context, fallback, {"record": unrecorded}, delays)
+    where = (
+        "its dead letter was written to blob storage"
+        if outcome_failure(saved) is None
+        else "the blob fallback failed too; this instance's history holds the only record"
+    )
+    raise RecordingFailed(
+        f"{activity} failed for good ({failure.category.value}: {failure.message}); {where}"
+    )

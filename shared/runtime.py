@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceExistsError
 
+from shared.clock import utc_now
 from shared.config import Settings, get_settings
 from shared.lake.lakehouse import Lakehouse
 from shared.lake.staging import StagingTable
@@ -62,6 +63,7 @@ class Runtime:
             shards=self.settings.table_shards,
             cache_size=self.settings.dedup_cache_size,
             pool=self.pool,
+            now=utc_now,
         )
 
     @cached_property
@@ -69,8 +71,8 @@ class Runtime:
         container = self.storage.blob_service().get_container_client(
             self.settings.state_container("deadletters")
         )
-        return DeadLetterStore(
-            self._table(self.settings.state_table("deadletters")),
+        return DeadLetterStore(  # no call to storage here: the blob fallback must work with Tables down
+            self.storage.table_service().get_table_client(self.settings.state_table("deadletters")),
             container,
             shards=self.settings.table_shards,
         )

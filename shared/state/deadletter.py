@@ -1,15 +1,18 @@
 """Dead letters: typed records of what could not be processed, kept for review and replay.
 
 Ids are deterministic (stage + key, or a hash of a raw body), so a redelivered batch or a
-replayed activity never doubles a record. Large payloads go to a blob beside the table.
+replayed activity never doubles a record. Large payloads go to a blob beside the table; when the
+table cannot be written at all, the whole record goes to a blob (:meth:`DeadLetterStore.record_in_blob`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -17,11 +20,13 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.blob import ContainerClient
 
+from shared.clock import utc_now
 from shared.errors import MAX_ERROR_CHARS
 from shared.redact import redact_text
 from shared.state.sharding import partition_key, safe_row_key, shard_of
 
 INLINE_PAYLOAD_CHARS = 30_000  # a Table string property holds 32K UTF-16 characters
+UNRECORDED_PREFIX = "unrecorded/"  # records only the blob fallback could keep
 
 
 class DeadLetterStatus(StrEnum):
@@ -54,7 +59,7 @@ class DeadLetter:
     media_id: str | None = None
     instance_id: str | None = None
     status: DeadLetterStatus = DeadLetterStatus.OPEN
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    created_at: datetime = field(default_factory=utc_now)
 
 
 class DeadLetterStore:
@@ -70,10 +75,92 @@ class DeadLetterStore:
         """Store the record once; ``False`` when a record with this id already exists."""
         partition, row = self._keys(letter.id)
         payload = letter.payload if isinstance(letter.payload, str) else json.dumps(letter.payload)
-        payload_is_raw = isinstance(letter.payload, str)
-        entity: dict[str, Any] = {
-            "PartitionKey": partition,
-            "RowKey": row,
+        entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": row, **self._fields(letter)}
+        entity["created_at"] = letter.created_at
+        if len(payload) <= INLINE_PAYLOAD_CHARS:
+            entity["payload"] = payload
+        else:
+            entity["payload_blob"] = f"{row}.json"
+            self._upload(entity["payload_blob"], payload)
+        present = {k: v for k, v in entity.items() if v is not None}
+        try:
+            self._table.create_entity(present)
+        except ResourceExistsError:
+            return False
+        except ResourceNotFoundError:  # the first record: the table is created on demand
+            with suppress(ResourceExistsError):
+                self._table.create_table()
+            try:
+                self._table.create_entity(present)
+            except ResourceExistsError:
+                return False
+        return True
+
+    def record_in_blob(self, letter: DeadLetter) -> None:
+        """The fallback when the table cannot be written: the whole record as one blob. The Blob
+        service is another path than the Table service; :meth:`list` and :meth:`get` read these
+        too, and a status change moves the record into the table."""
+        document = {
+            **self._fields(letter),
+            "payload": letter.payload,
+            "created_at": letter.created_at.isoformat(),
+        }
+        self._upload(self._unrecorded_name(letter.id), json.dumps(document))
+
+    def get(self, letter_id: str) -> DeadLetter | None:
+        partition, row = self._keys(letter_id)
+        try:
+            return self._from_entity(self._table.get_entity(partition, row))
+        except ResourceNotFoundError:
+            pass
+        try:
+            blob = self._container.download_blob(self._unrecorded_name(letter_id)).readall()
+        except ResourceNotFoundError:
+            return None
+        return self._from_document(json.loads(blob))
+
+    def list(self, *, status: DeadLetterStatus | None = None, limit: int = 1000) -> list[DeadLetter]:
+        """Records in the table, then those only the blob fallback holds."""
+        query = "status eq @status" if status else None
+        entities = (
+            self._table.query_entities(query, parameters={"status": status.value})
+            if query and status
+            else self._table.list_entities()
+        )
+        letters: list[DeadLetter] = []
+        try:
+            for entity in entities:
+                letters.append(self._from_entity(entity))
+                if len(letters) >= limit:
+                    return letters
+        except ResourceNotFoundError:  # no table yet: nothing was recorded there
+            pass
+        known = {letter.id for letter in letters}
+        for letter in self._unrecorded():
+            if letter.id not in known and (status is None or letter.status is status):
+                letters.append(letter)
+                if len(letters) >= limit:
+                    break
+        return letters
+
+    def set_status(self, letter_id: str, status: DeadLetterStatus) -> None:
+        partition, row = self._keys(letter_id)
+        try:
+            self._table.update_entity(
+                {"PartitionKey": partition, "RowKey": row, "status": status.value}, mode=UpdateMode.MERGE
+            )
+            return
+        except ResourceNotFoundError:
+            letter = self.get(letter_id)
+            if letter is None:
+                raise
+        self.record(replace(letter, status=status))  # only the blob fallback had it: move it over
+        with suppress(ResourceNotFoundError):
+            self._container.delete_blob(self._unrecorded_name(letter_id))
+
+    # -- encoding -------------------------------------------------------------------------
+    def _fields(self, letter: DeadLetter) -> dict[str, Any]:
+        return {
             "id": letter.id,
             "domain": letter.domain,
             "stage": letter.stage,
@@ -85,51 +172,42 @@ class DeadLetterStore:
             "media_id": letter.media_id,
             "instance_id": letter.instance_id,
             "status": letter.status.value,
-            "created_at": letter.created_at,
-            "payload_is_raw": payload_is_raw,
+            "payload_is_raw": isinstance(letter.payload, str),
         }
-        if len(payload) <= INLINE_PAYLOAD_CHARS:
-            entity["payload"] = payload
-        else:
-            blob_name = f"{row}.json"
-            try:
-                self._container.upload_blob(blob_name, payload.encode("utf-8"), overwrite=True)
-            except ResourceNotFoundError:
-                self._container.create_container()
-                self._container.upload_blob(blob_name, payload.encode("utf-8"), overwrite=True)
-            entity["payload_blob"] = blob_name
-        try:
-            self._table.create_entity({k: v for k, v in entity.items() if v is not None})
-        except ResourceExistsError:
-            return False
-        return True
 
-    def get(self, letter_id: str) -> DeadLetter | None:
-        partition, row = self._keys(letter_id)
+    def _unrecorded_name(self, letter_id: str) -> str:
+        return f"{UNRECORDED_PREFIX}{self._keys(letter_id)[1]}.json"
+
+    def _upload(self, name: str, text: str) -> None:
         try:
-            entity = self._table.get_entity(partition, row)
+            self._container.upload_blob(name, text.encode("utf-8"), overwrite=True)
         except ResourceNotFoundError:
-            return None
-        return self._from_entity(entity)
+            with suppress(ResourceExistsError):
+                self._container.create_container()
+            self._container.upload_blob(name, text.encode("utf-8"), overwrite=True)
 
-    def list(self, *, status: DeadLetterStatus | None = None, limit: int = 1000) -> list[DeadLetter]:
-        query = "status eq @status" if status else None
-        entities = (
-            self._table.query_entities(query, parameters={"status": status.value})
-            if query and status
-            else self._table.list_entities()
-        )
-        letters: list[DeadLetter] = []
-        for entity in entities:
-            letters.append(self._from_entity(entity))
-            if len(letters) >= limit:
-                break
-        return letters
+    def _unrecorded(self) -> Iterator[DeadLetter]:
+        try:
+            for blob in self._container.list_blobs(name_starts_with=UNRECORDED_PREFIX):
+                yield self._from_document(json.loads(self._container.download_blob(blob.name).readall()))
+        except ResourceNotFoundError:  # no container yet: nothing was ever put there
+            return
 
-    def set_status(self, letter_id: str, status: DeadLetterStatus) -> None:
-        partition, row = self._keys(letter_id)
-        self._table.update_entity(
-            {"PartitionKey": partition, "RowKey": row, "status": status.value}, mode=UpdateMode.MERGE
+    def _from_document(self, document: dict[str, Any]) -> DeadLetter:
+        return DeadLetter(
+            id=document["id"],
+            domain=document["domain"],
+            stage=document["stage"],
+            reason=DeadLetterReason(document["reason"]),
+            category=document["category"],
+            error=document["error"],
+            retry_count=int(document["retry_count"]),
+            payload=document["payload"],
+            trace_id=document.get("trace_id"),
+            media_id=document.get("media_id"),
+            instance_id=document.get("instance_id"),
+            status=DeadLetterStatus(document["status"]),
+            created_at=datetime.fromisoformat(document["created_at"]),
         )
 
     def _from_entity(self, entity: dict[str, Any]) -> DeadLetter:

@@ -5,16 +5,18 @@ returns classified failures as data; only unexpected exceptions raise.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime
+from dataclasses import replace
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import metrics
+from shared.clock import utc_now
 from shared.domains import Domain
 from shared.errors import ClassifiedError, Failure
 from shared.ids import media_id
 from shared.plugins.context import PluginContext, Stage
 from shared.redact import redact_url, strip_query
-from shared.retry import Outcome, failed, ok, outcome_failure
+from shared.retry import Outcome, failed, ok
 from shared.state.deadletter import DeadLetter, DeadLetterReason
 from shared.transfer.attachment import AttachmentStatus, TransferRequest, transfer_attachment
 from shared.transfer.filetypes import require_allowed_extension
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from shared.config import Settings
     from shared.lake.staging import StagingTable
     from shared.plugins.registry import PluginRegistry
+    from shared.pool import IoPool
     from shared.state.deadletter import DeadLetterStore
     from shared.transfer.stores import AttachmentStore
     from shared.transfer.urls import UrlPolicy
@@ -49,6 +52,8 @@ class ActivityServices(Protocol):
     def plugins(self) -> PluginRegistry: ...
     def http_session(self) -> aiohttp.ClientSession: ...
     def attachment_store(self) -> AttachmentStore: ...
+    @property
+    def pool(self) -> IoPool: ...
 
 
 TRANSFER_STAGE = "xact_transfer"
@@ -79,7 +84,7 @@ def enrich(event: dict[str, Any], runtime: ActivityServices) -> Outcome:
     downloads: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     seen: set[str] = set()
-    now = datetime.now(UTC)
+    now = utc_now()
     for url in event["attachments"]:
         task = download_task(event, url)
         if task["media_id"] in seen:
@@ -120,7 +125,8 @@ def download_task(event: dict[str, Any], url: str) -> dict[str, Any]:
 
 
 async def transfer(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
-
+    """Copy the attachment into the store, then stage its ``xact_attachments`` row. Both are
+    idempotent, so a retry after a staging failure finds the file committed and stages again."""
     request = TransferRequest(url=task["attachment_url"], blob_path=task["blob_path"])
     try:
         result = await transfer_attachment(
@@ -129,7 +135,7 @@ async def transfer(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
             store=runtime.attachment_store(),
             policy=runtime.url_policy,
             settings=runtime.settings,
-            now=datetime.now(UTC),
+            now=utc_now(),
         )
     except ClassifiedError as exc:
         log.warning(
@@ -143,6 +149,27 @@ async def transfer(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
             },
         )
         return failed(exc.failure)
+    now = utc_now()
+    row = {
+        "media_id": task["media_id"],
+        "trace_id": task["trace_id"],
+        "attachment_url": strip_query(task["attachment_url"]),
+        "blob_path": task["blob_path"],
+        "file_type": task["file_type"],
+        "status_subtype": task["status_subtype"],
+        "assignment_id": task["assignment_id"],
+        "bytes_downloaded": result.bytes_written,
+        "content_type": result.content_type,
+        "sha256": result.sha256,
+        "downloaded_at": now,
+        "event_date": date.fromisoformat(task["event_date"]),
+        "created_at": now,
+    }
+    try:
+        await runtime.pool.run(runtime.staging.stage_many, XACT_ATTACHMENTS, [row])
+    except Exception as exc:  # the file is safe; staging its row is retried by class
+        return failed(Failure.from_exception(exc))
+    metrics.add("xact.attachments.uploaded")
     return ok(
         {
             "bytes": result.bytes_written,
@@ -154,80 +181,71 @@ async def transfer(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
     )
 
 
-def record_attachment(record: dict[str, Any], runtime: ActivityServices) -> AttachmentStatus:
-    """Stage the attachment's final row; failures also get a dead letter. Returns the status."""
-    task: dict[str, Any] = record["task"]
-    outcome: Outcome = record["outcome"]
-    now = datetime.now(UTC)
-    failure = outcome_failure(outcome)
-    if failure is None:
-        value = outcome["value"]
-        runtime.staging.stage_many(
-            XACT_ATTACHMENTS,
-            [
-                {
-                    "media_id": task["media_id"],
-                    "trace_id": task["trace_id"],
-                    "attachment_url": strip_query(task["attachment_url"]),
-                    "blob_path": task["blob_path"],
-                    "file_type": task["file_type"],
-                    "status_subtype": task["status_subtype"],
-                    "assignment_id": task["assignment_id"],
-                    "bytes_downloaded": value["bytes"],
-                    "content_type": value["content_type"],
-                    "sha256": value["sha256"],
-                    "downloaded_at": now,
-                    "event_date": date.fromisoformat(task["event_date"]),
-                    "created_at": now,
-                }
-            ],
-        )
-        metrics.add("xact.attachments.uploaded")
-        return AttachmentStatus.UPLOADED
+def record_attachment_failure(payload: dict[str, Any], runtime: ActivityServices) -> Outcome:
+    """A failed attachment's row in ``xact_attachments_failed`` and its dead letter."""
+    record: dict[str, Any] = payload["record"]
+    letter = dead_letter_of(record)
     status = AttachmentStatus.EXHAUSTED if record["exhausted"] else AttachmentStatus.FAILED_PERMANENT
-    retry_count = int(record["retry_count"])
-    runtime.staging.stage_many(
-        XACT_ATTACHMENTS_FAILED, [failed_row(task, failure, status, retry_count=retry_count, at=now)]
-    )
-    metrics.add("xact.attachments.dead_lettered")
-    runtime.dead_letters.record(
-        DeadLetter(
-            id=f"{TRANSFER_STAGE}:{task['media_id']}",
-            domain=Domain.XACT,
-            stage=TRANSFER_STAGE,
-            reason=DeadLetterReason.EXHAUSTED if record["exhausted"] else DeadLetterReason.PERMANENT,
-            category=failure.category.value,
-            error=failure.message,
-            retry_count=retry_count,
-            payload=task,
-            trace_id=task["trace_id"],
-            media_id=task["media_id"],
-            instance_id=record.get("instance_id"),
-            created_at=now,
-        )
-    )
-    return status
-
-
-def record_event_failure(record: dict[str, Any], runtime: ActivityServices) -> None:
-    """The enrich step failed for good: the whole event is dead-lettered for replay."""
-    event: dict[str, Any] = record["event"]
-    failure = Failure.from_dict(record["failure"])
-    runtime.dead_letters.record(
-        DeadLetter(
-            id=f"{ENRICH_STAGE}:{event['trace_id']}",
-            domain=Domain.XACT,
-            stage=ENRICH_STAGE,
-            reason=DeadLetterReason.PERMANENT
-            if not failure.category.is_retryable
-            else DeadLetterReason.EXHAUSTED,
-            category=failure.category.value,
-            error=failure.message,
+    try:
+        row = failed_row(
+            record["task"],
+            Failure.from_dict(record["failure"]),
+            status,
             retry_count=int(record["retry_count"]),
-            payload=event,
-            trace_id=event["trace_id"],
-            instance_id=record.get("instance_id"),
+            at=letter.created_at,
         )
+        runtime.staging.stage_many(XACT_ATTACHMENTS_FAILED, [row])
+        runtime.dead_letters.record(letter)
+    except Exception as exc:
+        return failed(Failure.from_exception(exc))
+    metrics.add("xact.attachments.dead_lettered")
+    return ok(status.value)
+
+
+def record_event_failure(payload: dict[str, Any], runtime: ActivityServices) -> Outcome:
+    """The enrich step failed for good: the whole event is dead-lettered for replay."""
+    try:
+        runtime.dead_letters.record(dead_letter_of(payload["record"]))
+    except Exception as exc:
+        return failed(Failure.from_exception(exc))
+    return ok()
+
+
+def dead_letter_in_blob(payload: dict[str, Any], runtime: ActivityServices) -> Outcome:
+    """The record activity failed for good: keep its dead letter through the Blob service."""
+    record: dict[str, Any] = payload["record"]
+    letter = dead_letter_of(record)
+    because = Failure.from_dict(record["unrecorded_because"])
+    letter = replace(letter, error=f"{letter.error} [not recorded in the tables: {because.message}]")
+    try:
+        runtime.dead_letters.record_in_blob(letter)
+    except Exception as exc:
+        return failed(Failure.from_exception(exc))
+    return ok()
+
+
+def dead_letter_of(record: dict[str, Any]) -> DeadLetter:
+    """The dead letter of a failed attachment (``kind`` attachment) or event (``kind`` event).
+    Deterministic ids, so a replayed activity never doubles one."""
+    failure = Failure.from_dict(record["failure"])
+    if record["kind"] == "attachment":
+        task: dict[str, Any] = record["task"]
+        stage, key, payload, media = TRANSFER_STAGE, task["media_id"], task, task["media_id"]
+    else:
+        payload = record["event"]
+        stage, key, media = ENRICH_STAGE, payload["trace_id"], None
+    return DeadLetter(
+        id=f"{stage}:{key}",
+        domain=Domain.XACT,
+        stage=stage,
+        reason=DeadLetterReason.EXHAUSTED if record["exhausted"] else DeadLetterReason.PERMANENT,
+        category=failure.category.value,
+        error=failure.message,
+        retry_count=int(record["retry_count"]),
+        payload=payload,
+        trace_id=payload["trace_id"],
+        media_id=media,
+        instance_id=record.get("instance_id"),
     )
 
 

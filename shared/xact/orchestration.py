@@ -1,8 +1,10 @@
 """XACT orchestrators: generator functions, deterministic, registered by ``functions/``.
 
-event orchestrator: enrich (plugins + download tasks) → one attachment sub-orchestration per
-attachment, fanned out. attachment orchestrator: transfer with retries by error class → record
-the result (a row in ``xact_attachments``, or a failed row and a dead letter).
+event orchestrator: enrich (plugins + download tasks) -> one attachment sub-orchestration per
+attachment, fanned out. attachment orchestrator: transfer with retries by error class; a transfer
+that succeeds stages its ``xact_attachments`` row in the same activity (two episodes and one
+activity per uploaded file); a failure is recorded by its own activity (a failed row and a dead
+letter), retried by class too, with the fallback of docs/architecture.md, section 5.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from collections.abc import Generator
 from typing import Any
 
 from shared.ids import attachment_instance_id
-from shared.retry import call_with_retries, outcome_failure
+from shared.retry import call_with_retries, outcome_failure, record_or_fail
 
 EVENT_ORCHESTRATOR = "xact_event_orchestrator"
 ATTACHMENT_ORCHESTRATOR = "xact_attachment_orchestrator"
 ENRICH_ACTIVITY = "xact_enrich"
 TRANSFER_ACTIVITY = "xact_transfer"
-RECORD_ATTACHMENT_ACTIVITY = "xact_record_attachment"
+RECORD_ATTACHMENT_FAILURE_ACTIVITY = "xact_record_attachment_failure"
 RECORD_EVENT_FAILURE_ACTIVITY = "xact_record_event_failure"
+DEAD_LETTER_IN_BLOB_ACTIVITY = "xact_dead_letter_in_blob"
 
 
 def event_orchestrator(context: Any) -> Generator[Any, Any, dict[str, Any]]:
@@ -28,14 +31,17 @@ def event_orchestrator(context: Any) -> Generator[Any, Any, dict[str, Any]]:
     outcome, retries = yield from call_with_retries(context, ENRICH_ACTIVITY, event, delays)
     failure = outcome_failure(outcome)
     if failure is not None:
-        yield context.call_activity(
-            RECORD_EVENT_FAILURE_ACTIVITY,
-            {
-                "event": event,
-                "failure": failure.to_dict(),
-                "retry_count": retries,
-                "instance_id": context.instance_id,
-            },
+        record = {
+            "kind": "event",
+            "event": event,
+            "failure": failure.to_dict(),
+            "retry_count": retries,
+            "exhausted": failure.category.is_retryable,
+            "instance_id": context.instance_id,
+        }
+        context.set_custom_status({"stage": "record_failure", "trace_id": event["trace_id"]})
+        yield from record_or_fail(
+            context, RECORD_EVENT_FAILURE_ACTIVITY, DEAD_LETTER_IN_BLOB_ACTIVITY, record, delays
         )
         return {"trace_id": event["trace_id"], "status": "dead_lettered", "attachments": []}
     downloads: list[dict[str, Any]] = outcome["value"]["downloads"]
@@ -62,14 +68,20 @@ def event_orchestrator(context: Any) -> Generator[Any, Any, dict[str, Any]]:
 def attachment_orchestrator(context: Any) -> Generator[Any, Any, dict[str, Any]]:
     payload: dict[str, Any] = context.get_input()
     task: dict[str, Any] = payload["task"]
-    outcome, retries = yield from call_with_retries(context, TRANSFER_ACTIVITY, task, payload["retry_delays"])
+    delays: list[int] = payload["retry_delays"]
+    outcome, retries = yield from call_with_retries(context, TRANSFER_ACTIVITY, task, delays)
     failure = outcome_failure(outcome)
+    if failure is None:
+        return {"media_id": task["media_id"], "status": "uploaded", "retry_count": retries}
     record = {
+        "kind": "attachment",
         "task": task,
-        "outcome": outcome,
+        "failure": failure.to_dict(),
         "retry_count": retries,
-        "exhausted": failure is not None and failure.category.is_retryable,
+        "exhausted": failure.category.is_retryable,
         "instance_id": context.instance_id,
     }
-    status: str = yield context.call_activity(RECORD_ATTACHMENT_ACTIVITY, record)
+    status: str = yield from record_or_fail(
+        context, RECORD_ATTACHMENT_FAILURE_ACTIVITY, DEAD_LETTER_IN_BLOB_ACTIVITY, record, delays
+    )
     return {"media_id": task["media_id"], "status": status, "retry_count": retries}

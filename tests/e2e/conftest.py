@@ -21,23 +21,28 @@ from tests.e2e.harness import START, Pipeline
 async def make_pipeline(
     azurite: Azurite, unique: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Callable[..., Awaitable[Pipeline]]]:
-    """``await make_pipeline(world)``: the app on a fresh task hub and lake, simulator in front."""
+    """``await make_pipeline(world, **settings)``: the app on a fresh task hub and lake, simulator in
+    front; ``settings`` override the app's settings (the local host keeps the real storage)."""
     started: list[Pipeline] = []
 
-    async def make(world: dict[str, Any] | None = None) -> Pipeline:
+    async def make(world: dict[str, Any] | None = None, **overrides: str) -> Pipeline:
         simulator = AttachmentSimulator(world or {})
         await simulator.start()
         lake = unique("lake")
-        env = sample_values() | {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "ENVIRONMENT": "test",
-            "SIMULATION_MODE": "true",
-            "SIMULATOR_URL": simulator.url,
-            "TASKHUB_NAME": unique("hub"),
-            "LAKE_TABLES_URI": f"abfss://{lake}@devstoreaccount1.dfs.core.windows.net/Tables",
-            "XACT_ATTACHMENTS_URI": f"abfss://{lake}@devstoreaccount1.dfs.core.windows.net/Files/xact",
-            "TRANSFER_BLOCK_SIZE_MB": "1",
-        }
+        env = (
+            sample_values()
+            | {
+                "AzureWebJobsStorage": azurite.connection_string,
+                "ENVIRONMENT": "test",
+                "SIMULATION_MODE": "true",
+                "SIMULATOR_URL": simulator.url,
+                "TASKHUB_NAME": unique("hub"),
+                "LAKE_TABLES_URI": f"abfss://{lake}@devstoreaccount1.dfs.core.windows.net/Tables",
+                "XACT_ATTACHMENTS_URI": f"abfss://{lake}@devstoreaccount1.dfs.core.windows.net/Files/xact",
+                "TRANSFER_BLOCK_SIZE_MB": "1",
+            }
+            | overrides
+        )
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         reset_runtime()

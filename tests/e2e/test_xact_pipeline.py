@@ -3,6 +3,7 @@ Durable SDK replay, attachments served by the simulator, Delta tables read back 
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -11,10 +12,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from claimsflow.azurite import Azurite, free_port
 from claimsflow.simulator import expected_bytes
 from local_host import EventType
+from shared.config import Settings
+from shared.durable import purge_finished_instances
 from shared.ids import attachment_instance_id, event_id, media_id, xact_instance_id
+from shared.runtime import Runtime
 from shared.state.dedup import DedupLatch
+from shared.xact.orchestration import EVENT_ORCHESTRATOR
 from tests.e2e.harness import Pipeline, s3_url, xact_body
 
 pytestmark = pytest.mark.e2e
@@ -200,3 +206,58 @@ async def test_invalid_and_skipped_events(make_pipeline: MakePipeline) -> None:
     assert pipeline.table("xact_events")["trace_id"].to_list() == [skipped]
     assert await pipeline.host.get_status(xact_instance_id(event_id(skipped))) is None
     assert not pipeline.simulator.requests
+
+
+async def test_table_service_down_while_recording_is_never_silent(
+    make_pipeline: MakePipeline, azurite: Azurite, make_runtime: Callable[..., Runtime]
+) -> None:
+    """The app's Table endpoint refuses connections (the Blob service still answers): an uploaded
+    file cannot stage its row and a missing file cannot record its failure. Each attachment ends
+    with a dead letter kept in blob storage and a failed instance, which the purge keeps."""
+    tables_down = re.sub(
+        r"TableEndpoint=[^;]+", f"TableEndpoint=http://127.0.0.1:{free_port()}/x", azurite.connection_string
+    )
+    world = {"faults": [{"path_contains": "gone", "statuses": [404], "repeat": True}]}
+    pipeline = await make_pipeline(world, AzureWebJobsStorage=tables_down)
+    trace_id = trace()
+    good, missing = s3_url("/exports/A1B2C3/good.pdf", size=7000), s3_url("/exports/A1B2C3/gone.pdf")
+    event = {
+        "trace_id": trace_id,
+        "event_id": event_id(trace_id),
+        "status_subtype": "documentsReceived",
+        "assignment_id": "A1B2C3",
+        "estimate_version": None,
+        "attachments": [good, missing],
+        "event_date": "2026-11-22",
+        "occurred_at": "2026-11-22T15:04:05+00:00",
+        "retry_delays": [300, 600, 1200, 2400],
+    }
+    instance = xact_instance_id(event_id(trace_id))
+    await pipeline.host.start_orchestration(EVENT_ORCHESTRATOR, event, instance_id=instance)
+    await pipeline.host.run_until_idle()
+
+    for url in (good, missing):
+        child = await pipeline.host.get_status(attachment_instance(trace_id, url))
+        assert child is not None and child.runtime_status == "Failed", url
+        assert "its dead letter was written to blob storage" in str(child.output)
+    parent = await pipeline.host.get_status(instance)
+    assert parent is not None and parent.runtime_status == "Failed"
+
+    healthy = make_runtime(Settings(**{**pipeline.env, "AzureWebJobsStorage": azurite.connection_string}))
+    letters = {letter.media_id: letter for letter in healthy.dead_letters.list()}
+    assert set(letters) == {media_id(trace_id, good), media_id(trace_id, missing)}
+    stored = letters[media_id(trace_id, good)]
+    assert (stored.reason.value, stored.retry_count) == ("exhausted", 4)  # staging its row kept failing
+    assert "not recorded in the tables" in stored.error
+    gone = letters[media_id(trace_id, missing)]
+    assert (gone.reason.value, gone.category, gone.retry_count) == ("permanent", "permanent", 0)
+    assert all(letter.payload["attachment_url"] in (good, missing) for letter in letters.values())
+    assert list(pipeline.files().values()) == [expected_bytes(*path_and_size(good))]  # the file is safe
+
+    purged = await purge_finished_instances(
+        pipeline.host.durable_client(),
+        now=pipeline.clock.now() + timedelta(days=60),
+        retention=timedelta(days=1),
+    )
+    assert purged == 0
+    assert await pipeline.host.get_status(instance) is not None

@@ -23,6 +23,8 @@ app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 def waits_for_approval(context: df.DurableOrchestrationContext) -> Any:
     if context.get_input() == "wait":
         yield context.wait_for_external_event("approval")
+    if context.get_input() == "fail":
+        raise RuntimeError("could not record the outcome")
     return "done"
 
 
@@ -31,10 +33,13 @@ async def host(make_local_host: Callable[..., Awaitable[LocalHost]]) -> LocalHos
     return await make_local_host(app, start=START)
 
 
-async def test_only_finished_instances_older_than_the_retention_are_purged(host: LocalHost) -> None:
+async def test_completed_instances_older_than_the_retention_are_purged_failed_ones_kept(
+    host: LocalHost,
+) -> None:
     for n in range(3):
         await host.start_orchestration("waits_for_approval", "go", instance_id=f"old-{n}")
     await host.start_orchestration("waits_for_approval", "wait", instance_id="old-running")
+    await host.start_orchestration("waits_for_approval", "fail", instance_id="old-failed")
     await host.run_until_idle()
     host.clock.advance(timedelta(days=10))
     await host.start_orchestration("waits_for_approval", "go", instance_id="recent")
@@ -46,6 +51,8 @@ async def test_only_finished_instances_older_than_the_retention_are_purged(host:
     assert purged == 3
     for n in range(3):
         assert await host.get_status(f"old-{n}") is None
+    failed = await host.get_status("old-failed")  # it may hold the only record: kept for on-call
+    assert failed is not None and failed.runtime_status == "Failed"
     running = await host.get_status("old-running")
     assert running is not None and running.runtime_status == "Running"
     recent = await host.get_status("recent")

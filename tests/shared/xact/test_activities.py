@@ -3,18 +3,25 @@ final attachment record (rows and dead letters, idempotent under replay)."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
+from claimsflow.azurite import Azurite, free_port
+from claimsflow.simulator import AttachmentSimulator, expected_bytes
+from shared.config import Settings
 from shared.domains import Domain
 from shared.errors import ErrorCategory, Failure
 from shared.ids import media_id
 from shared.plugins.context import PluginContext, Stage
 from shared.plugins.registry import PluginResult
-from shared.retry import failed, ok
+from shared.retry import ok
 from shared.runtime import Runtime
+from shared.state.deadletter import DeadLetterStatus
+from shared.storage import LakeLocation
 from shared.xact import activities
 from shared.xact.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED
 
@@ -93,17 +100,23 @@ def test_terminating_plugin_stops_downloads(runtime: Runtime) -> None:
     assert runtime.staging.count(XACT_ATTACHMENTS_FAILED) == 0
 
 
-def test_record_attachment_is_idempotent_under_replay(runtime: Runtime) -> None:
-    task = activities.download_task(EVENT, EVENT["attachments"][2])  # type: ignore[index]
-    record = {
+def failure_record(task: dict[str, object]) -> dict[str, object]:
+    failure = Failure.of(ErrorCategory.TRANSIENT, "503 from https://h/x?X-Amz-Signature=S", 503)
+    return {
+        "kind": "attachment",
         "task": task,
-        "outcome": failed(Failure.of(ErrorCategory.TRANSIENT, "503 from https://h/x?X-Amz-Signature=S", 503)),
+        "failure": failure.to_dict(),
         "retry_count": 4,
         "exhausted": True,
         "instance_id": "xact-e-9:m",
     }
-    assert activities.record_attachment(record, runtime) == "exhausted"
-    assert activities.record_attachment(record, runtime) == "exhausted"  # the activity ran twice
+
+
+def test_record_attachment_failure_is_idempotent_under_replay(runtime: Runtime) -> None:
+    task = activities.download_task(EVENT, EVENT["attachments"][2])  # type: ignore[index]
+    payload = {"record": failure_record(task), "retry_count": 0}
+    assert activities.record_attachment_failure(payload, runtime) == ok("exhausted")
+    assert activities.record_attachment_failure(payload, runtime) == ok("exhausted")  # ran twice
     [row] = runtime.staging.read(XACT_ATTACHMENTS_FAILED, limit=10)
     assert (row.values["status"], row.values["retry_count"], row.values["http_status"]) == (
         "exhausted",
@@ -116,14 +129,51 @@ def test_record_attachment_is_idempotent_under_replay(runtime: Runtime) -> None:
     assert "X-Amz-Signature=S" not in letter.error
 
 
-def test_record_success_stages_the_inventory_row(runtime: Runtime) -> None:
-    task = activities.download_task(EVENT, EVENT["attachments"][0])  # type: ignore[index]
-    value = {"bytes": 1234, "content_type": "application/pdf", "sha256": "ab" * 32}
-    assert activities.record_attachment({"task": task, "outcome": ok(value), "retry_count": 1}, runtime) == (
-        "uploaded"
-    )
-    [row] = runtime.staging.read(XACT_ATTACHMENTS, limit=10)
-    assert row.values["attachment_url"] == f"{S3}/est.pdf"  # no signature stored
-    assert row.values["bytes_downloaded"] == 1234
+def test_the_blob_fallback_keeps_a_dead_letter_that_list_get_and_status_changes_see(runtime: Runtime) -> None:
+    task = activities.download_task(EVENT, EVENT["attachments"][2])  # type: ignore[index]
+    because = Failure.of(ErrorCategory.TRANSIENT, "Connection refused").to_dict()
+    record = {**failure_record(task), "unrecorded_because": because}
+    assert activities.dead_letter_in_blob({"record": record, "retry_count": 0}, runtime) == ok()
+    letter_id = f"xact_transfer:{task['media_id']}"
+    [letter] = runtime.dead_letters.list()
+    assert letter.id == letter_id and letter.payload == task
+    assert "not recorded in the tables: Connection refused" in letter.error
+    assert runtime.dead_letters.get(letter_id) == letter
+    runtime.dead_letters.set_status(letter_id, DeadLetterStatus.RESOLVED)  # moves it into the table
+    [moved] = runtime.dead_letters.list()
+    assert moved.status is DeadLetterStatus.RESOLVED and moved.payload == task
+    assert runtime.dead_letters.list(status=DeadLetterStatus.OPEN) == []
+
+
+async def test_transfer_stages_its_row_once_and_a_staging_failure_is_retried(
+    make_runtime: Callable[..., Runtime], make_settings: Callable[..., Settings], azurite: Azurite
+) -> None:
+    """The file is copied and its row staged in one activity. With the Table service refusing
+    connections the copy still lands and the outcome is a transient failure; the retry (a
+    healthy process) finds the file committed and stages the row, once, without a signature."""
+    async with AttachmentSimulator() as simulator:
+        settings = make_settings(
+            SIMULATION_MODE="true", SIMULATOR_URL=simulator.url, TRANSFER_BLOCK_SIZE_MB="1"
+        )
+        closed = f"TableEndpoint=http://127.0.0.1:{free_port()}/x"
+        tables_down = re.sub(r"TableEndpoint=[^;]+", closed, azurite.connection_string)
+        broken = make_runtime(settings.model_copy(update={"storage_connection_string": tables_down}))
+        healthy = make_runtime(settings)
+        files = LakeLocation.parse(settings.xact_attachments_uri)
+        healthy.storage.lake_blob_service(files).create_container(files.container)
+        url = f"{S3}/photo.jpg?X-Amz-Signature=secret&size=3000"
+        task = {**activities.download_task(EVENT, url), "retry_count": 0}
+
+        first = await activities.transfer(task, broken)
+        assert not first["ok"] and first["failure"]["category"] == "transient", first
+        retried = await activities.transfer({**task, "retry_count": 1}, healthy)
+        replayed = await activities.transfer({**task, "retry_count": 1}, healthy)  # the activity ran twice
+        await broken.aclose()
+        await healthy.aclose()
+    assert retried["ok"] and retried["value"]["already_present"] and replayed["ok"]
+    [row] = healthy.staging.read(XACT_ATTACHMENTS, limit=10)
+    assert row.values["attachment_url"] == f"{S3}/photo.jpg"  # no signature stored
+    assert row.values["bytes_downloaded"] == 3000
+    assert row.values["sha256"] == hashlib.sha256(expected_bytes("/exports/A1/photo.jpg", 3000)).hexdigest()
     assert row.values["event_date"].isoformat() == "2026-11-22"
-    assert runtime.dead_letters.list() == []
+    assert healthy.dead_letters.list() == []

@@ -1,8 +1,10 @@
 """The XACT orchestrators under the real Durable SDK replay (local host), with scripted activities:
-retry by error class, timers, exhaustion, enrich failure, plugin termination."""
+retry by error class, timers, exhaustion, enrich failure, plugin termination, and record steps that
+fail (retried by class, then the blob fallback and a failed instance)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,12 +34,24 @@ class Script:
 
     enrich: list[Any] = []
     transfer: list[Any] = []
+    record: list[Any] = []
+    fallback: list[Any] = []
     recorded: list[dict[str, Any]] = []
     event_failures: list[dict[str, Any]] = []
+    in_blob: list[dict[str, Any]] = []
 
     @classmethod
-    def reset(cls, *, enrich: list[Any], transfer: list[Any]) -> None:
-        cls.enrich, cls.transfer, cls.recorded, cls.event_failures = list(enrich), list(transfer), [], []
+    def reset(
+        cls,
+        *,
+        enrich: list[Any],
+        transfer: list[Any],
+        record: list[Any] | None = None,
+        fallback: list[Any] | None = None,
+    ) -> None:
+        cls.enrich, cls.transfer = list(enrich), list(transfer)
+        cls.record, cls.fallback = list(record or [ok("recorded")]), list(fallback or [ok()])
+        cls.recorded, cls.event_failures, cls.in_blob = [], [], []
 
 
 def answer(queue: list[Any]) -> Any:
@@ -70,19 +84,29 @@ def xact_transfer(task: dict[str, Any]) -> dict[str, Any]:
     return answer(Script.transfer)  # type: ignore[no-any-return]
 
 
-@app.activity_trigger(input_name="record")
-def xact_record_attachment(record: dict[str, Any]) -> str:
-    Script.recorded.append(record)
-    return (
-        "uploaded"
-        if record["outcome"]["ok"]
-        else ("exhausted" if record["exhausted"] else "failed_permanent")
-    )
+@app.activity_trigger(input_name="payload")
+def xact_record_attachment_failure(payload: dict[str, Any]) -> dict[str, Any]:
+    outcome = answer(Script.record)
+    if outcome["ok"]:
+        Script.recorded.append(payload["record"])
+        return ok("exhausted" if payload["record"]["exhausted"] else "failed_permanent")
+    return outcome  # type: ignore[no-any-return]
 
 
-@app.activity_trigger(input_name="record")
-def xact_record_event_failure(record: dict[str, Any]) -> None:
-    Script.event_failures.append(record)
+@app.activity_trigger(input_name="payload")
+def xact_record_event_failure(payload: dict[str, Any]) -> dict[str, Any]:
+    outcome = answer(Script.record)
+    if outcome["ok"]:
+        Script.event_failures.append(payload["record"])
+    return outcome  # type: ignore[no-any-return]
+
+
+@app.activity_trigger(input_name="payload")
+def xact_dead_letter_in_blob(payload: dict[str, Any]) -> dict[str, Any]:
+    outcome = answer(Script.fallback)
+    if outcome["ok"]:
+        Script.in_blob.append(payload["record"])
+    return outcome  # type: ignore[no-any-return]
 
 
 EVENT = {
@@ -120,23 +144,28 @@ def timer_offsets(history: list[dict[str, Any]]) -> list[timedelta]:
     ]
 
 
+def child_output(status: Any) -> list[dict[str, Any]]:
+    return json.loads(status.output)["attachments"]  # type: ignore[no-any-return]
+
+
 async def test_transient_twice_then_success(host: LocalHost) -> None:
     Script.reset(
         enrich=[ok({"downloads": [TASK], "rejected": 0})], transfer=[TRANSIENT, TRANSIENT, ok({"bytes": 1})]
     )
     status = await run(host)
     assert status.runtime_status == "Completed"
-    [record] = Script.recorded
-    assert record["retry_count"] == 2 and record["outcome"]["ok"]
+    assert child_output(status) == [{"media_id": "m-1", "status": "uploaded", "retry_count": 2}]
+    assert Script.recorded == []  # the transfer activity staged its own row
     history = await host.get_history("xact-e-1:m-1")
     assert timer_offsets(history) == [timedelta(minutes=5), timedelta(minutes=15)]
 
 
 async def test_exhausted_after_four_retries_at_5_10_20_40_minutes(host: LocalHost) -> None:
     Script.reset(enrich=[ok({"downloads": [TASK], "rejected": 0})], transfer=[TRANSIENT])
-    await run(host)
+    status = await run(host)
     [record] = Script.recorded
-    assert (record["retry_count"], record["exhausted"]) == (4, True)
+    assert (record["retry_count"], record["exhausted"], record["kind"]) == (4, True, "attachment")
+    assert child_output(status)[0]["status"] == "exhausted"
     history = await host.get_history("xact-e-1:m-1")
     # each timer waits its delay after the failure that preceded it: +5, +10, +20, +40 minutes
     assert timer_offsets(history) == [timedelta(minutes=m) for m in (5, 15, 35, 75)]
@@ -155,9 +184,55 @@ async def test_activity_exception_counts_as_unknown_and_is_retried(host: LocalHo
         enrich=[ok({"downloads": [TASK], "rejected": 0})],
         transfer=[RuntimeError("boom at https://h/a.pdf?X-Amz-Signature=SECRET"), ok({"bytes": 1})],
     )
-    await run(host)
+    status = await run(host)
+    assert child_output(status) == [{"media_id": "m-1", "status": "uploaded", "retry_count": 1}]
+
+
+async def test_a_record_step_that_fails_is_retried_by_class(host: LocalHost) -> None:
+    Script.reset(
+        enrich=[ok({"downloads": [TASK], "rejected": 0})],
+        transfer=[PERMANENT],
+        record=[TRANSIENT, ok("recorded")],
+    )
+    status = await run(host)
+    assert status.runtime_status == "Completed"
     [record] = Script.recorded
-    assert record["retry_count"] == 1 and record["outcome"]["ok"]
+    assert record["retry_count"] == 0  # the transfer's retries, not the record step's
+    assert Script.in_blob == []
+    # the transfer failed permanently (no timer); the record step waited 5 minutes once
+    assert timer_offsets(await host.get_history("xact-e-1:m-1")) == [timedelta(minutes=5)]
+
+
+async def test_a_record_step_failing_for_good_leaves_a_blob_dead_letter_and_a_failed_instance(
+    host: LocalHost,
+) -> None:
+    Script.reset(enrich=[ok({"downloads": [TASK], "rejected": 0})], transfer=[PERMANENT], record=[TRANSIENT])
+    status = await run(host)
+    child = await host.get_status("xact-e-1:m-1")
+    assert child is not None and child.runtime_status == "Failed"
+    assert "xact_record_attachment_failure failed for good" in str(child.output)
+    assert "its dead letter was written to blob storage" in str(child.output)
+    [kept] = Script.in_blob
+    assert kept["task"]["media_id"] == "m-1"
+    assert kept["unrecorded_because"]["category"] == "transient"
+    assert status.runtime_status == "Failed"  # the parent shows it too
+
+
+async def test_when_the_blob_fallback_fails_too_the_history_holds_the_record(host: LocalHost) -> None:
+    Script.reset(
+        enrich=[RuntimeError("staging unavailable")],
+        transfer=[ok({})],
+        record=[TRANSIENT],
+        fallback=[TRANSIENT],
+    )
+    status = await run(host)
+    assert status.runtime_status == "Failed"
+    assert "the blob fallback failed too" in str(status.output)
+    assert Script.event_failures == [] and Script.in_blob == []
+    history = await host.get_history("xact-e-1")
+    [last] = [e for e in history if e.get("Name") == "xact_dead_letter_in_blob"][-1:]
+    kept = json.loads(last["Input"])["record"]  # the record, in the history of the failed instance
+    assert kept["kind"] == "event" and kept["event"]["trace_id"] == "t-1"
 
 
 async def test_enrich_failing_for_good_dead_letters_the_event(host: LocalHost) -> None:
@@ -175,7 +250,7 @@ async def test_fan_out_one_sub_orchestration_per_attachment(host: LocalHost) -> 
     Script.reset(enrich=[ok({"downloads": tasks, "rejected": 1})], transfer=[ok({"bytes": 1})])
     status = await run(host)
     assert status.runtime_status == "Completed"
-    assert sorted(r["task"]["media_id"] for r in Script.recorded) == [f"m-{n}" for n in range(5)]
+    assert sorted(r["media_id"] for r in child_output(status)) == [f"m-{n}" for n in range(5)]
     for n in range(5):
         child = await host.get_status(f"xact-e-1:m-{n}")
         assert child is not None and child.name == ATTACHMENT_ORCHESTRATOR
