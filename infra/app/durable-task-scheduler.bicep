@@ -9,6 +9,10 @@ param tags object
   'Dedicated'
 ])
 param skuName string = 'Consumption'
+@minValue(1)
+@maxValue(3)
+@description('Capacity units; only a Dedicated scheduler has a capacity.')
+param capacity int = 1
 param taskHubName string
 
 resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' = {
@@ -16,9 +20,12 @@ resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' = {
   location: location
   tags: tags
   properties: {
-    sku: {
-      name: skuName
-    }
+    sku: union(
+      {
+        name: skuName
+      },
+      (skuName == 'Dedicated') ? { capacity: capacity } : {}
+    )
     // An empty allow-list denies everything; access is controlled by Entra roles (rbac.bicep).
     ipAllowlist: [
       '0.0.0.0/0'
