@@ -15,17 +15,21 @@ param skuName string = 'Consumption'
 param capacity int = 1
 param taskHubName string
 
+// Only a Dedicated scheduler has capacity units.
+var dedicatedSku = {
+  name: skuName
+  capacity: capacity
+}
+var consumptionSku = {
+  name: skuName
+}
+
 resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' = {
   name: name
   location: location
   tags: tags
   properties: {
-    sku: union(
-      {
-        name: skuName
-      },
-      (skuName == 'Dedicated') ? { capacity: capacity } : {}
-    )
+    sku: (skuName == 'Dedicated') ? dedicatedSku : consumptionSku
     // An empty allow-list denies everything; access is controlled by Entra roles (rbac.bicep).
     ipAllowlist: [
       '0.0.0.0/0'

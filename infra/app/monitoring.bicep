@@ -27,11 +27,8 @@ var alertScopes = {
   appInsights: appInsightsId
   logAnalytics: logAnalyticsId
 }
-var workbookData = replace(
-  replace(loadTextContent('../monitoring/workbook.json'), '__APP_INSIGHTS_ID__', appInsightsId),
-  '__EVENTHUB_NAMESPACE_ID__',
-  eventHubNamespaceId
-)
+var workbookWithAppInsights = replace(loadTextContent('../monitoring/workbook.json'), '__APP_INSIGHTS_ID__', appInsightsId)
+var workbookData = replace(workbookWithAppInsights, '__EVENTHUB_NAMESPACE_ID__', eventHubNamespaceId)
 
 resource onCall 'Microsoft.Insights/actionGroups@2023-01-01' = {
   name: 'ag-claimsflow'

@@ -255,10 +255,9 @@ def test_azapi_floor_knows_every_api_version_used() -> None:
 def test_dedicated_scheduler_gets_a_capacity_in_both_flavours() -> None:
     module = iac.parse_bicep(iac.REPO / "infra/app/durable-task-scheduler.bicep")
     sku = iac.bicep_expression(module["resources"]["scheduler"]["config"]["properties"]["sku"])
-    assert (
-        sku
-        == 'union({"name": "skuName"}, conditional(equals(skuName, Dedicated), {"capacity": "capacity"}, {}))'
-    )
+    assert sku == "conditional(equals(skuName, Dedicated), dedicatedSku, consumptionSku)"
+    assert module["variables"]["dedicatedSku"]["value"] == {"name": "skuName", "capacity": "capacity"}
+    assert module["variables"]["consumptionSku"]["value"] == {"name": "skuName"}
     bounds = {d["type"]: d["argument"] for d in module["parameters"]["capacity"]["decorators"]}
     assert (bounds["min_value"], bounds["max_value"]) == (1, 3)
     main = iac.parse_bicep(iac.REPO / iac.BICEP_MAIN)
