@@ -41,6 +41,11 @@ param durableBackend string = 'AzureStorage'
 @description('Durable Task Scheduler SKU (only with durableBackend = DurableTaskScheduler).')
 param durableTaskSchedulerSku string = 'Consumption'
 
+@minValue(1)
+@maxValue(3)
+@description('Capacity units of a Dedicated Durable Task Scheduler (ignored by Consumption).')
+param durableTaskSchedulerCapacity int = 1
+
 @description('abfss:// URI of the Delta tables folder, e.g. OneLake abfss://<workspace>@onelake.dfs.fabric.microsoft.com/<lakehouse>.Lakehouse/Tables. Empty: an ADLS Gen2 lake account is created and used.')
 param lakeTablesUri string = ''
 
@@ -83,6 +88,9 @@ param pythonVersion string = '3.11'
 
 @description('Durable task hub name: letters and digits only, unique per app sharing a storage account.')
 param taskHubName string = 'claimsflow'
+
+@description('E-mail address the alerts notify (action group receiver). Empty: alerts fire without notifying anyone.')
+param alertEmail string = ''
 
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -229,6 +237,18 @@ module eventHubNamespace 'br/public:avm/res/event-hub/namespace:0.15.0' = {
     disableLocalAuth: true
     minimumTlsVersion: '1.2'
     publicNetworkAccess: 'Enabled'
+    // Platform metrics (IncomingMessages, OutgoingMessages) into Log Analytics for the lag alert.
+    diagnosticSettings: [
+      {
+        name: 'metrics-to-log-analytics'
+        workspaceResourceId: logAnalytics.outputs.resourceId
+        metricCategories: [
+          {
+            category: 'AllMetrics'
+          }
+        ]
+      }
+    ]
     eventhubs: [
       for hub in eventHubs: {
         name: hub.name
@@ -289,6 +309,7 @@ module durableTaskScheduler 'app/durable-task-scheduler.bicep' = if (durableBack
     location: location
     tags: tags
     skuName: durableTaskSchedulerSku
+    capacity: durableTaskSchedulerCapacity
     taskHubName: taskHubName
   }
 }
@@ -340,6 +361,19 @@ module rbac 'app/rbac.bicep' = {
   dependsOn: [
     lakeStorage
   ]
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    appInsightsId: appInsights.outputs.resourceId
+    logAnalyticsId: logAnalytics.outputs.resourceId
+    eventHubNamespaceId: eventHubNamespace.outputs.resourceId
+    alertEmail: alertEmail
+  }
 }
 
 // azd writes these to .azure/<env>/.env; docs/deployment.md uses them.

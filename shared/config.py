@@ -8,12 +8,19 @@ the parity check in ``tests/infra`` can compare them. Settings referenced only b
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 DEFAULT_ALLOWED_ATTACHMENT_HOSTS: tuple[str, ...] = (
     "usw2-prod-xn-exportreceiver-publish.s3.us-west-2.amazonaws.com",
@@ -26,6 +33,21 @@ DEFAULT_ALLOWED_ATTACHMENT_HOSTS: tuple[str, ...] = (
 
 _UNRESOLVED = re.compile(r"\$\{[^}]*\}")
 _PRODUCTION_WORDS = ("prod", "production", "live")
+
+
+def _without_blank(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings minus blank (empty or whitespace) values, which count as absent: a blank value never
+    overrides a default or another name of the same setting. The Terraform app declares
+    ``AzureWebJobsStorage`` blank only to keep the provider's keyless connection string out."""
+    return {k: v for k, v in values.items() if not (isinstance(v, str) and not v.strip())}
+
+
+class _PresentEnvSettingsSource(EnvSettingsSource):
+    """The environment minus blank variables, dropped before aliases are resolved."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self.env_vars = _without_blank(self.env_vars)
 
 
 class ConfigError(ValueError):
@@ -96,6 +118,20 @@ class Settings(BaseSettings):
     flush_max_rows: int = Field(5000, alias="FLUSH_MAX_ROWS", gt=0)
     vacuum_retention_hours: int = Field(168, alias="VACUUM_RETENTION_HOURS", ge=0)
     instance_retention_days: int = Field(30, alias="INSTANCE_RETENTION_DAYS", ge=1)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**_without_blank(values))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _PresentEnvSettingsSource(settings_cls), dotenv_settings, file_secret_settings
 
     @model_validator(mode="before")
     @classmethod

@@ -9,16 +9,27 @@ param tags object
   'Dedicated'
 ])
 param skuName string = 'Consumption'
+@minValue(1)
+@maxValue(3)
+@description('Capacity units; only a Dedicated scheduler has a capacity.')
+param capacity int = 1
 param taskHubName string
+
+// Only a Dedicated scheduler has capacity units.
+var dedicatedSku = {
+  name: skuName
+  capacity: capacity
+}
+var consumptionSku = {
+  name: skuName
+}
 
 resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' = {
   name: name
   location: location
   tags: tags
   properties: {
-    sku: {
-      name: skuName
-    }
+    sku: (skuName == 'Dedicated') ? dedicatedSku : consumptionSku
     // An empty allow-list denies everything; access is controlled by Entra roles (rbac.bicep).
     ipAllowlist: [
       '0.0.0.0/0'

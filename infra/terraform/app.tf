@@ -11,6 +11,10 @@ locals {
   key_vault_ref_prefix = "@Microsoft.KeyVault(VaultName=${azurerm_key_vault.main.name};SecretName="
 
   app_settings = {
+    # With identity-based storage the provider still adds an AzureWebJobsStorage connection string
+    # with an empty key, which the host would prefer to the __ settings below. A setting declared
+    # here replaces the generated one, so it stays blank (shared/config.py reads blank as absent).
+    AzureWebJobsStorage = ""
     # Functions host storage and the app's state account, identity-based.
     AzureWebJobsStorage__blobServiceUri  = local.blob_endpoint
     AzureWebJobsStorage__queueServiceUri = azurerm_storage_account.host.primary_queue_endpoint
@@ -80,7 +84,6 @@ resource "azurerm_function_app_flex_consumption" "app" {
     type         = "UserAssigned"
     identity_ids = [azurerm_user_assigned_identity.app.id]
   }
-  key_vault_reference_identity_id = azurerm_user_assigned_identity.app.id
 
   https_only                                     = true
   webdeploy_publish_basic_authentication_enabled = false
@@ -106,4 +109,17 @@ resource "azurerm_function_app_flex_consumption" "app" {
     azurerm_role_assignment.app_host_queue,
     azurerm_role_assignment.app_host_table,
   ]
+}
+
+# Key Vault references resolve with the user-assigned identity. The flex resource has no argument
+# for it, so it is set on the site through the ARM API (azapi reads the site, merges this property
+# and writes it back). azurerm updates the app from the site it reads back, which keeps it.
+resource "azapi_update_resource" "app_key_vault_reference_identity" {
+  type        = "Microsoft.Web/sites@2024-11-01"
+  resource_id = azurerm_function_app_flex_consumption.app.id
+  body = {
+    properties = {
+      keyVaultReferenceIdentity = azurerm_user_assigned_identity.app.id
+    }
+  }
 }

@@ -157,6 +157,17 @@ resource "azurerm_eventhub_namespace" "main" {
   tags                          = local.tags
 }
 
+# Platform metrics (IncomingMessages, OutgoingMessages) into Log Analytics for the lag alert.
+resource "azurerm_monitor_diagnostic_setting" "eventhub_metrics" {
+  name                       = "metrics-to-log-analytics"
+  target_resource_id         = azurerm_eventhub_namespace.main.id
+  log_analytics_workspace_id = azurerm_log_analytics_workspace.main.id
+
+  enabled_metric {
+    category = "AllMetrics"
+  }
+}
+
 resource "azurerm_eventhub" "source" {
   for_each          = local.event_hubs
   name              = each.key
@@ -216,7 +227,11 @@ resource "azapi_resource" "scheduler" {
   tags      = local.tags
   body = {
     properties = {
-      sku         = { name = var.durable_task_scheduler_sku }
+      # Only a Dedicated scheduler has capacity units.
+      sku = merge(
+        { name = var.durable_task_scheduler_sku },
+        var.durable_task_scheduler_sku == "Dedicated" ? { capacity = var.durable_task_scheduler_capacity } : {}
+      )
       ipAllowlist = ["0.0.0.0/0"]
     }
   }

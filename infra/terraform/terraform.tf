@@ -7,8 +7,9 @@ terraform {
       version = ">= 4.45, < 5.0"
     }
     azapi = {
-      source  = "Azure/azapi"
-      version = ">= 2.4, < 3.0"
+      source = "Azure/azapi"
+      # 2.8 is the first release whose embedded schemas know Microsoft.DurableTask@2025-11-01.
+      version = ">= 2.8, < 3.0"
     }
   }
 }

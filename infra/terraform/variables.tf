@@ -47,6 +47,20 @@ variable "durable_task_scheduler_sku" {
   description = "Durable Task Scheduler SKU: Consumption or Dedicated."
   type        = string
   default     = "Consumption"
+  validation {
+    condition     = contains(["Consumption", "Dedicated"], var.durable_task_scheduler_sku)
+    error_message = "durable_task_scheduler_sku must be Consumption or Dedicated."
+  }
+}
+
+variable "durable_task_scheduler_capacity" {
+  description = "Capacity units of a Dedicated Durable Task Scheduler (1-3); ignored by Consumption."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.durable_task_scheduler_capacity >= 1 && var.durable_task_scheduler_capacity <= 3
+    error_message = "durable_task_scheduler_capacity must be between 1 and 3."
+  }
 }
 
 variable "lake_tables_uri" {
@@ -101,6 +115,12 @@ variable "task_hub_name" {
   description = "Durable task hub name (letters and digits)."
   type        = string
   default     = "claimsflow"
+}
+
+variable "alert_email" {
+  description = "E-mail address the alerts notify (action group receiver). Empty: alerts fire without notifying anyone."
+  type        = string
+  default     = ""
 }
 
 variable "tags" {

@@ -272,10 +272,26 @@ def _diff(where: str, expected: frozenset[str], actual: frozenset[str]) -> list[
     return problems
 
 
-def azure_problems(where: str, code: CodeSettings, settings: AppSettings) -> list[str]:
-    """Names, identity forms, secrets and Azure-only rules for one IaC declaration."""
-    problems = _diff(where, code.expected_azure(), settings.names)
-    for name in sorted(settings.names & (code.connections | FORBIDDEN_IN_FLEX | LOCAL_ONLY)):
+def azure_problems(
+    where: str, code: CodeSettings, settings: AppSettings, *, host_storage_blanked: bool = False
+) -> list[str]:
+    """Names, identity forms, secrets and Azure-only rules for one IaC declaration.
+
+    ``host_storage_blanked``: the declaration must set ``AzureWebJobsStorage`` to "" (azurerm
+    injects a connection string with an empty key otherwise, which the host prefers to the
+    identity-based settings); that blank entry is then not a connection string in Azure.
+    """
+    problems: list[str] = []
+    names = settings.names
+    if host_storage_blanked:
+        if settings.literals.get(HOST_STORAGE) == "":
+            names = names - {HOST_STORAGE}
+        elif HOST_STORAGE not in settings.values:
+            problems.append(
+                f'{where}: {HOST_STORAGE} must be declared "" (the provider injects a keyless one)'
+            )
+    problems += _diff(where, code.expected_azure(), names)
+    for name in sorted(names & (code.connections | FORBIDDEN_IN_FLEX | LOCAL_ONLY)):
         problems.append(f"{where}: {name} must not be set in Azure")
     for name, value in settings.values.items():
         if KEY_MATERIAL.search(value):
@@ -305,7 +321,7 @@ def parity_problems(root: Path = REPO) -> list[str]:
     bicep = bicep_app_settings(root)
     terraform = terraform_app_settings(root)
     problems += azure_problems(str(BICEP_APP), code, bicep)
-    problems += azure_problems(str(TF_DIR / "app.tf"), code, terraform)
+    problems += azure_problems(str(TF_DIR / "app.tf"), code, terraform, host_storage_blanked=True)
     # Literal values agree between the three files unless they are environment-specific.
     for name in sorted(
         (code.names - ENVIRONMENT_SPECIFIC) & bicep.literals.keys() & terraform.literals.keys()
@@ -314,3 +330,31 @@ def parity_problems(root: Path = REPO) -> list[str]:
         if len(trio) > 1:
             problems.append(f"{name}: values differ between sample, Bicep and Terraform: {sorted(trio)}")
     return problems
+
+
+def bicep_expression(value: Any) -> str:
+    """A parsed Bicep expression as compact source-like text: ``a.b.c``, ``m[k.x]``, ``f(a, b)``.
+
+    Enough to compare wiring (which parameter or property feeds which input) without a compiler.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "operator" in value:
+        operator = value["operator"]
+        operands = [bicep_expression(v) for v in operator["operands"].values()]
+        if operator["type"] == "property_accessor":
+            return ".".join(operands)
+        if operator["type"] == "index_accessor":
+            return f"{operands[0]}[{operands[1]}]"
+        return f"{operator['type']}({', '.join(operands)})"
+    if isinstance(value, dict) and "function" in value:
+        function = value["function"]
+        args = [bicep_expression(v) for v in (function.get("parameters") or {}).values() if v is not None]
+        return f"{function['type']}({', '.join(args)})"
+    return json.dumps(value, sort_keys=True)
+
+
+def tf_expression(value: Any) -> str:
+    """A Terraform value as python-hcl2 keeps it, without the ``${...}`` or quote wrapping."""
+    text = _unwrap(str(value))
+    return text[2:-1] if text.startswith("${") and text.endswith("}") else text

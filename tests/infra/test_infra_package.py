@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import http.server
 import json
 import os
 import platform
+import re
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +213,78 @@ def test_local_development_files_agree() -> None:
     assert {c["preLaunchTask"] for c in launch if "preLaunchTask" in c} <= tasks
     json.loads((vscode / "settings.json").read_text())
     json.loads((vscode / "extensions.json").read_text())
+
+
+def _compose() -> dict[str, Any]:
+    return dict(yaml.safe_load((iac.REPO / "docker-compose.yml").read_text())["services"])
+
+
+def test_compose_images_are_pinned_and_health_checked() -> None:
+    services = _compose()
+    for name, service in services.items():
+        image, _, tag = service["image"].rpartition(":")
+        assert image and re.fullmatch(r"\d+\.\d+\.\d+", tag), (name, service["image"])
+    assert services["eventhubs"]["image"].endswith("eventhubs-emulator:2.1.0")  # first with /health
+    assert services["eventhubs"]["depends_on"] == {"azurite": {"condition": "service_healthy"}}
+    assert "5300:5300" in services["eventhubs"]["ports"]
+    checked = {name for name, service in services.items() if "healthcheck" in service}
+    # The emulator image has no shell or client: its sidecar probes it.
+    assert checked == {"azurite", "eventhubs-health"}
+    assert services["eventhubs-health"]["depends_on"] == {"eventhubs": {"condition": "service_started"}}
+
+
+def _run_check(service: str, replacements: dict[str, str]) -> int:
+    """A service's health check command, run with the local node against loopback targets."""
+    test = _compose()[service]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "node", "-e"], test
+    script = test[3]
+    for old, new in replacements.items():
+        assert old in script, (old, script)
+        script = script.replace(old, new)
+    node = shutil.which("node")
+    assert node, "node is needed to run the compose health checks"
+    return subprocess.run([node, "-e", script], capture_output=True, timeout=30, check=False).returncode
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.status if self.path == "/health" else 404)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False)])
+def test_emulator_health_check_reads_the_health_endpoint(status: int, healthy: bool) -> None:
+    handler = type("Handler", (_Health,), {"status": status})
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}"
+            code = _run_check("eventhubs-health", {"http://eventhubs:5300": url})
+        finally:
+            server.shutdown()
+    assert (code == 0) is healthy
+
+
+def test_emulator_health_check_fails_when_nothing_answers() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert _run_check("eventhubs-health", {"http://eventhubs:5300": f"http://127.0.0.1:{port}"}) != 0
+
+
+def test_azurite_health_check_needs_all_three_ports() -> None:
+    listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(3)]
+    try:
+        ports = [s.getsockname()[1] for s in listeners]
+        assert _run_check("azurite", {"[10000, 10001, 10002]": str(ports)}) == 0
+        listeners.pop().close()
+        assert _run_check("azurite", {"[10000, 10001, 10002]": str(ports)}) != 0
+    finally:
+        for listener in listeners:
+            listener.close()

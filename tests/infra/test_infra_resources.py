@@ -20,6 +20,32 @@ pytestmark = pytest.mark.unit
 SURFACE = json.loads((iac.REPO / "tests/infra/avm_surface.json").read_text())["modules"]
 HUBS = {"xactanalysis": "claimsflow-xact", "claimxperience": "claimsflow-claimx"}
 
+# Arguments of azurerm_function_app_flex_consumption, from the provider's resource schema
+# (Arguments() in internal/services/appservice/function_app_flex_consumption_resource.go), plus
+# Terraform's meta-arguments. `terraform validate` needs the provider binary; this is its check
+# for the one resource whose arguments were wrong.
+FLEX_APP_ARGUMENTS = {
+    "name", "resource_group_name", "location", "service_plan_id", "storage_container_type",
+    "storage_container_endpoint", "storage_authentication_type", "storage_access_key",
+    "storage_user_assigned_identity_id", "runtime_name", "runtime_version", "instance_memory_in_mb",
+    "maximum_instance_count", "http_concurrency", "always_ready", "site_config", "site_update_strategy",
+    "sticky_settings", "app_settings", "auth_settings", "auth_settings_v2", "client_certificate_enabled",
+    "client_certificate_mode", "client_certificate_exclusion_paths", "connection_string", "enabled",
+    "identity", "public_network_access_enabled", "https_only",
+    "webdeploy_publish_basic_authentication_enabled", "virtual_network_subnet_id", "zip_deploy_file",
+    "vnet_application_traffic_enabled", "tags",
+}  # fmt: skip
+TF_META_ARGUMENTS = {"depends_on", "count", "for_each", "provider", "lifecycle"}
+HCL2_KEYS = {"__is_block__", "__comments__", "__inline_comments__"}
+
+# The first Azure/azapi release whose embedded schemas (which azapi validates bodies against)
+# know each type@api-version the Terraform uses, read from the provider's release tags.
+AZAPI_FIRST_RELEASE = {
+    "Microsoft.DurableTask/schedulers@2025-11-01": (2, 8),
+    "Microsoft.DurableTask/schedulers/taskHubs@2025-11-01": (2, 8),
+    "Microsoft.Web/sites@2024-11-01": (2, 5),
+}
+
 
 def _bicep_files() -> list[Any]:
     return [iac.REPO / iac.BICEP_MAIN, *sorted((iac.REPO / "infra/app").glob("*.bicep"))]
@@ -141,7 +167,6 @@ def test_flex_app_configuration() -> None:
     assert iac._unwrap(app["runtime_name"]) == "python"
     assert iac._unwrap(app["storage_authentication_type"]) == "UserAssignedIdentity"
     assert iac._unwrap(iac._first(app["always_ready"])["name"]) == "durable"
-    assert "azurerm_user_assigned_identity.app.id" in str(app["key_vault_reference_identity_id"])
     variables = {iac._unwrap(k): v for block in iac.parse_terraform()["variable"] for k, v in block.items()}
     assert iac._unwrap(str(variables["python_version"]["default"])) == python
 
@@ -173,3 +198,99 @@ def test_terraform_variables_are_snake_case_and_documented() -> None:
         assert f"`{name}`" in readme, f"variable {name} missing from infra/terraform/README.md"
     for name in outputs:
         assert f"`{name}`" in readme, f"output {name} missing from infra/terraform/README.md"
+
+
+def _flex_app() -> dict[str, Any]:
+    return next(
+        iter(iac.tf_resources(iac.parse_terraform(), "azurerm_function_app_flex_consumption").values())
+    )
+
+
+def test_flex_app_uses_only_arguments_the_provider_has() -> None:
+    """key_vault_reference_identity_id is not an argument of the flex resource in any version."""
+    arguments = set(_flex_app()) - HCL2_KEYS - TF_META_ARGUMENTS
+    assert arguments <= FLEX_APP_ARGUMENTS, sorted(arguments - FLEX_APP_ARGUMENTS)
+    assert "key_vault_reference_identity_id" not in (iac.REPO / iac.TF_DIR / "app.tf").read_text()
+
+
+def test_key_vault_references_resolve_with_the_app_identity_in_terraform() -> None:
+    """Set on the site through azapi, the way the Bicep sets keyVaultAccessIdentityResourceId."""
+    updates = iac.tf_resources(iac.parse_terraform(), "azapi_update_resource")
+    matching = [
+        body
+        for body in updates.values()
+        if iac.tf_expression(body["type"]).startswith("Microsoft.Web/sites@")
+        and iac.tf_expression(body["resource_id"]) == "azurerm_function_app_flex_consumption.app.id"
+    ]
+    assert len(matching) == 1
+    identity = matching[0]["body"]["properties"]["keyVaultReferenceIdentity"]
+    assert iac.tf_expression(identity) == "azurerm_user_assigned_identity.app.id"
+    site = iac.parse_bicep(iac.REPO / iac.BICEP_APP)["modules"]["site"]["config"]["params"]
+    assert site["keyVaultAccessIdentityResourceId"] == "identityId"
+
+
+def _azapi_floor() -> tuple[int, ...]:
+    doc = iac.parse_terraform()
+    constraint = iac._unwrap(doc["terraform"][0]["required_providers"][0]["azapi"]["version"])
+    match = re.search(r">=\s*(\d+(?:\.\d+)*)", constraint)
+    assert match, constraint
+    return tuple(int(part) for part in match.group(1).split("."))
+
+
+def test_azapi_floor_knows_every_api_version_used() -> None:
+    doc = iac.parse_terraform()
+    used = {
+        iac.tf_expression(body["type"])
+        for rtype in ("azapi_resource", "azapi_update_resource")
+        for body in iac.tf_resources(doc, rtype).values()
+    }
+    assert used <= set(AZAPI_FIRST_RELEASE), (
+        f"check the first azapi release for {sorted(used - set(AZAPI_FIRST_RELEASE))}"
+    )
+    assert _azapi_floor() >= max(AZAPI_FIRST_RELEASE[t] for t in used)
+    bicep = iac.parse_bicep(iac.REPO / "infra/app/durable-task-scheduler.bicep")["resources"]
+    assert f"{bicep['scheduler']['type']}@{bicep['scheduler']['api_version']}" in used
+
+
+def test_dedicated_scheduler_gets_a_capacity_in_both_flavours() -> None:
+    module = iac.parse_bicep(iac.REPO / "infra/app/durable-task-scheduler.bicep")
+    sku = iac.bicep_expression(module["resources"]["scheduler"]["config"]["properties"]["sku"])
+    assert sku == "conditional(equals(skuName, Dedicated), dedicatedSku, consumptionSku)"
+    assert module["variables"]["dedicatedSku"]["value"] == {"name": "skuName", "capacity": "capacity"}
+    assert module["variables"]["consumptionSku"]["value"] == {"name": "skuName"}
+    bounds = {d["type"]: d["argument"] for d in module["parameters"]["capacity"]["decorators"]}
+    assert (bounds["min_value"], bounds["max_value"]) == (1, 3)
+    main = iac.parse_bicep(iac.REPO / iac.BICEP_MAIN)
+    assert _body(main["modules"]["durableTaskScheduler"]["config"])["params"]["capacity"] == (
+        "durableTaskSchedulerCapacity"
+    )
+    doc = iac.parse_terraform()
+    body = iac.tf_resources(doc, "azapi_resource")["scheduler"]["body"]["properties"]
+    assert re.fullmatch(
+        r'merge\(\{name = var\.durable_task_scheduler_sku\}, var\.durable_task_scheduler_sku == "Dedicated"'
+        r" \? \{capacity = var\.durable_task_scheduler_capacity\} : \{\}\)",
+        iac.tf_expression(body["sku"]),
+    )
+    variables = {iac._unwrap(k): v for block in doc["variable"] for k, v in block.items()}
+    condition = variables["durable_task_scheduler_capacity"]["validation"][0]["condition"]
+    assert ">= 1" in condition and "<= 3" in condition
+    assert (
+        variables["durable_task_scheduler_capacity"]["default"]
+        == main["parameters"]["durableTaskSchedulerCapacity"]["default"]
+    )
+
+
+def test_event_hub_platform_metrics_reach_log_analytics() -> None:
+    """The lag alert reads IncomingMessages/OutgoingMessages from AzureMetrics."""
+    settings = _params("eventHubNamespace")["diagnosticSettings"]
+    assert len(settings) == 1
+    assert iac.bicep_expression(settings[0]["workspaceResourceId"]) == "logAnalytics.outputs.resourceId"
+    assert settings[0]["metricCategories"] == [{"category": "AllMetrics"}]
+    terraform = iac.tf_resources(iac.parse_terraform(), "azurerm_monitor_diagnostic_setting")
+    assert len(terraform) == 1
+    (setting,) = terraform.values()
+    assert iac.tf_expression(setting["target_resource_id"]) == "azurerm_eventhub_namespace.main.id"
+    assert (
+        iac.tf_expression(setting["log_analytics_workspace_id"]) == "azurerm_log_analytics_workspace.main.id"
+    )
+    assert [iac.tf_expression(m["category"]) for m in setting["enabled_metric"]] == ["AllMetrics"]

@@ -124,18 +124,58 @@ def test_a_secret_must_be_a_key_vault_reference(tmp_path: Path) -> None:
     assert not [p for p in problems if p.startswith("infra/terraform/app.tf") and "PROBE_API_TOKEN" in p]
 
 
+def _terraform_app_tf(root: Path) -> Path:
+    return root / "infra" / "terraform" / "app.tf"
+
+
+def test_terraform_declares_the_host_storage_connection_blank() -> None:
+    """azurerm injects AzureWebJobsStorage with an empty key unless the app declares it itself."""
+    assert iac.terraform_app_settings().literals["AzureWebJobsStorage"] == ""
+    assert "AzureWebJobsStorage" not in iac.bicep_app_settings().names
+
+
+def test_terraform_without_the_blank_host_storage_fails_parity(tmp_path: Path) -> None:
+    root = _copy_repo(tmp_path)
+    app_tf = _terraform_app_tf(root)
+    text = app_tf.read_text()
+    assert '    AzureWebJobsStorage = ""\n' in text
+    app_tf.write_text(text.replace('    AzureWebJobsStorage = ""\n', "", 1))
+    problems = iac.parity_problems(root)
+    assert problems == [
+        'infra/terraform/app.tf: AzureWebJobsStorage must be declared "" (the provider injects a keyless one)'
+    ]
+
+
+def test_a_host_storage_connection_string_in_terraform_is_refused(tmp_path: Path) -> None:
+    root = _copy_repo(tmp_path)
+    app_tf = _terraform_app_tf(root)
+    keyed = '    AzureWebJobsStorage = "DefaultEndpointsProtocol=https;AccountName=st;AccountKey=abc"\n'
+    app_tf.write_text(app_tf.read_text().replace('    AzureWebJobsStorage = ""\n', keyed, 1))
+    problems = iac.parity_problems(root)
+    assert "infra/terraform/app.tf: AzureWebJobsStorage must not be set in Azure" in problems
+    assert "infra/terraform/app.tf: AzureWebJobsStorage carries key material" in problems
+
+
+def test_a_blank_host_storage_in_bicep_is_refused(tmp_path: Path) -> None:
+    """Only the Terraform provider needs the blank; Bicep sets identity-based settings alone."""
+    root = _copy_repo(tmp_path)
+    api = root / "infra" / "app" / "api.bicep"
+    api.write_text(
+        api.read_text().replace(
+            "var appSettings = {\n", "var appSettings = {\n  AzureWebJobsStorage: ''\n", 1
+        )
+    )
+    assert "infra/app/api.bicep: AzureWebJobsStorage must not be set in Azure" in iac.parity_problems(root)
+
+
 @pytest.mark.parametrize(
     "reader", [iac.bicep_app_settings, iac.terraform_app_settings], ids=["bicep", "terraform"]
 )
 def test_azure_settings_are_production_and_identity_based(reader: object) -> None:
     settings = reader()  # type: ignore[operator]
     assert settings.literals["ENVIRONMENT"] == "production"
-    assert not settings.names & {
-        "SIMULATION_MODE",
-        "SIMULATOR_URL",
-        "AzureWebJobsStorage",
-        "EventHubConnection",
-    }
+    assert not settings.names & {"SIMULATION_MODE", "SIMULATOR_URL", "EventHubConnection"}
+    assert settings.literals.get("AzureWebJobsStorage", "") == ""
     assert not settings.names & iac.FORBIDDEN_IN_FLEX
     for prefix in ("AzureWebJobsStorage", "EventHubConnection"):
         assert settings.literals[f"{prefix}__credential"] == "managedidentity"

@@ -49,3 +49,63 @@ def test_setting_names_are_the_aliases() -> None:
     names = setting_names()
     assert {"AzureWebJobsStorage", "XACT_EVENTHUB_NAME", "RETRY_DELAYS_SECONDS", "AZURE_CLIENT_ID"} <= names
     assert ConfigError.__mro__[1] is ValueError
+
+
+IDENTITY_STORAGE = {
+    "AzureWebJobsStorage__blobServiceUri": "https://st.blob.core.windows.net/",
+    "AzureWebJobsStorage__tableServiceUri": "https://st.table.core.windows.net/",
+    "AzureWebJobsStorage__queueServiceUri": "https://st.queue.core.windows.net/",
+    "AzureWebJobsStorage__credential": "managedidentity",
+    "AzureWebJobsStorage__clientId": "00000000-0000-0000-0000-000000000001",
+}
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t\n"])
+def test_blank_settings_are_absent(blank: str) -> None:
+    """Every setting, left blank, takes its default instead of the blank value."""
+    names = setting_names() - IDENTITY_STORAGE.keys()
+    settings = Settings(**IDENTITY_STORAGE, **dict.fromkeys(names, blank))
+    assert settings == Settings(**IDENTITY_STORAGE)
+    assert settings.storage_connection_string is None
+    assert settings.environment == "development"
+    assert settings.retry_delays_seconds == (300, 600, 1200, 2400)
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_blank_environment_variables_are_absent(monkeypatch: pytest.MonkeyPatch, blank: str) -> None:
+    for name in setting_names() - IDENTITY_STORAGE.keys():
+        monkeypatch.setenv(name, blank)
+    for name, value in IDENTITY_STORAGE.items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == Settings(**IDENTITY_STORAGE)
+
+
+def test_blank_connection_string_from_the_environment_yields_to_identity_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Terraform app's AzureWebJobsStorage="" next to the identity-based settings."""
+    monkeypatch.setenv("AzureWebJobsStorage", "")
+    for name, value in IDENTITY_STORAGE.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000001")
+    settings = Settings()
+    assert settings.storage_connection_string is None
+    assert settings.storage_blob_service_uri == IDENTITY_STORAGE["AzureWebJobsStorage__blobServiceUri"]
+    assert settings.managed_identity_client_id == "00000000-0000-0000-0000-000000000001"
+
+
+def test_blank_storage_settings_do_not_count_as_configured() -> None:
+    blanks = dict.fromkeys(["AzureWebJobsStorage", *IDENTITY_STORAGE], " ")
+    with pytest.raises(ValueError, match="state storage is not configured"):
+        Settings(**blanks)
+
+
+def test_blank_client_id_alias_yields_to_the_other_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blank name of a setting does not hide another name of it, given directly or by environment."""
+    settings = Settings(**{**IDENTITY_STORAGE, "AzureWebJobsStorage__clientId": ""}, AZURE_CLIENT_ID="abc")
+    assert settings.managed_identity_client_id == "abc"
+    for name, value in IDENTITY_STORAGE.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AzureWebJobsStorage__clientId", " ")
+    monkeypatch.setenv("AZURE_CLIENT_ID", "def")
+    assert Settings().managed_identity_client_id == "def"
