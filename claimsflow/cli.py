@@ -65,6 +65,8 @@ def run(
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(result, indent=2, default=str))
+    if not result["invariants"]["ok"]:
+        raise typer.Exit(code=1)
 
 
 @app.command("version")

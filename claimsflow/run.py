@@ -186,6 +186,7 @@ class DriveOutcome:
     completed: int
     failed: int
     flush_runs: int
+    invariants: dict[str, Any]
 
 
 async def _fire(host: LocalHost, function_name: str) -> None:
@@ -208,6 +209,7 @@ async def _flush_everything(host: LocalHost, max_runs: int = 100) -> int:
 
 async def _drive(settings: Settings, env: dict[str, str], bodies: list[str], redeliver: bool) -> DriveOutcome:
     import function_app
+    from claimsflow.invariants import check_run
     from local_host import LocalHost, VirtualClock
     from shared.runtime import get_runtime
 
@@ -247,11 +249,15 @@ async def _drive(settings: Settings, env: dict[str, str], bodies: list[str], red
         counts = await instance_counts(host)
         flushed = await _flush_everything(host)
         await _fire(host, "lakehouse_compact")
+        invariants = await check_run(host, get_runtime())
     finally:
         await host.stop()
         await get_runtime().aclose()
     return DriveOutcome(
-        completed=counts.get("Completed", 0), failed=counts.get("Failed", 0), flush_runs=flushed
+        completed=counts.get("Completed", 0),
+        failed=counts.get("Failed", 0),
+        flush_runs=flushed,
+        invariants=invariants.to_dict(),
     )
 
 
@@ -308,6 +314,7 @@ def _report(
         "dead_letters": dead_letters,
         "orchestrations": {"completed": outcome.completed, "failed": outcome.failed},
         "flushes": outcome.flush_runs,
+        "invariants": outcome.invariants,
         "tables": tables,
         "storage_options": options,
         "files": {"xact": {"container": files_root.container, "prefix": files_root.path + "/"}},

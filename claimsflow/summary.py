@@ -29,8 +29,16 @@ def print_summary(report: dict[str, Any], console: Console | None = None) -> Non
     overview.add_row(
         "Orchestrations completed / failed", f"{orchestrations['completed']} / {orchestrations['failed']}"
     )
+    invariants = report["invariants"]
+    checked = f"{invariants['events_checked']} events, {invariants['attachments_checked']} attachments"
+    overview.add_row(
+        "Invariants (nothing lost or doubled)",
+        f"[green]hold[/] ({checked})" if invariants["ok"] else f"[red]VIOLATED[/] ({checked})",
+    )
     overview.add_row("Elapsed", f"{report['elapsed_seconds']} s")
     console.print(overview)
+    for violation in invariants["violations"]:
+        console.print(f"[red]invariant violated:[/] {violation}")
 
     tables = Table(title="Delta tables", title_justify="left")
     tables.add_column("table")

@@ -84,6 +84,12 @@ def test_run_with_event_file_world_and_redelivery(on_session_azurite: None, tmp_
     assert report["attachments"]["xact"]["dead_lettered"] == 1
     assert report["dead_letters"] == 2  # the invalid line (deduplicated by its hash) and the dead source
     assert report["orchestrations"]["failed"] == 0
+    assert report["invariants"] == {
+        "ok": True,
+        "events_checked": 3,
+        "attachments_checked": 5,
+        "violations": [],
+    }
 
     options = report["storage_options"]
     tables = {
