@@ -25,7 +25,7 @@ def run(
         int | None, typer.Option(help="Generate N realistic sample events when no event file is given")
     ] = None,
     redeliver: Annotated[
-        bool, typer.Option(help="Deliver every batch twice, the second time after a simulated crash")
+        bool, typer.Option(help="Deliver every batch twice, the second time after a restart of the host")
     ] = False,
     run_name: Annotated[
         str | None,

@@ -4,7 +4,7 @@ Storage is the account in ``AzureWebJobsStorage`` when it answers, else an Azuri
 the run (left running afterwards so the report's connection string and storage options open the
 results). The local host runs ``function_app.app``; the simulator answers for the allowlisted
 attachment hosts. Batches are delivered in file order, ``maxEventBatchSize`` at a time; with
-``redeliver`` each batch comes again after a simulated crash (a new host process state: fresh
+``redeliver`` each batch comes again after a restart (a new host process state: fresh
 memory, pending work resumed from storage).
 """
 
@@ -231,7 +231,7 @@ async def _drive(settings: Settings, env: dict[str, str], bodies: list[str], red
             chunk = [body.encode("utf-8") for body in bodies[offset : offset + batch]]
             await host.deliver_event_hub(settings.xact_eventhub_name, chunk)
             if redeliver:
-                # The crash: this process's memory is gone (dedup cache, in-flight work); a new
+                # The restart: this process's memory is gone (dedup cache, in-flight work); a new
                 # host resumes from what storage holds, and the Event Hub delivers the batch again.
                 await host.stop()
                 await get_runtime().aclose()

@@ -71,8 +71,8 @@ class Pipeline:
             if all(r.status is FlushStatus.EMPTY for r in results):
                 return
 
-    async def crash_and_restart(self) -> None:
-        """The process dies: memory (dedup cache, in-flight work) is gone; a new host resumes."""
+    async def restart(self) -> None:
+        """A restart: memory (dedup cache, in-flight work) is gone; a new host resumes from storage."""
         await self.host.stop()
         await get_runtime().aclose()
         reset_runtime()

@@ -62,22 +62,24 @@ def scheduled(history: list[dict[str, Any]], name: str) -> int:
     return sum(1 for e in history if e["EventType"] == TASK_SCHEDULED and e.get("Name") == name)
 
 
-class CrashAfterStartLatch(DedupLatch):
-    """The process dies after the orchestrations started but before the latches were marked done."""
+class FailingAfterStartLatch(DedupLatch):
+    """Storage fails after the orchestrations started but before the latches were marked done."""
 
-    crashed = False
+    failed = False
 
     def commit_many(self, claims: Any) -> None:
-        if not CrashAfterStartLatch.crashed:
-            CrashAfterStartLatch.crashed = True
-            raise RuntimeError("simulated crash after starting orchestrations")
+        if not FailingAfterStartLatch.failed:
+            FailingAfterStartLatch.failed = True
+            raise ConnectionResetError("storage failed after starting orchestrations")
         super().commit_many(claims)
 
 
-async def test_batch_delivered_twice_after_a_crash_is_exactly_once(make_pipeline: MakePipeline) -> None:
+async def test_batch_failing_then_delivered_again_after_a_restart_is_exactly_once(
+    make_pipeline: MakePipeline,
+) -> None:
     pipeline = await make_pipeline()
-    CrashAfterStartLatch.crashed = False
-    pipeline.runtime.dedup.__class__ = CrashAfterStartLatch
+    FailingAfterStartLatch.failed = False
+    pipeline.runtime.dedup.__class__ = FailingAfterStartLatch
     events: dict[str, list[str]] = {}
     for n in range(12):
         trace_id = trace()
@@ -87,12 +89,12 @@ async def test_batch_delivered_twice_after_a_crash_is_exactly_once(make_pipeline
         ]
     bodies = [xact_body(t, urls) for t, urls in events.items()]
     bodies.append(bodies[0])  # a duplicate inside the batch
-    # first delivery crashes mid-batch; the Event Hubs retry policy delivers it again
+    # the first delivery fails mid-batch; the Event Hubs retry policy delivers it again
     await pipeline.deliver(bodies)
-    assert CrashAfterStartLatch.crashed
+    assert FailingAfterStartLatch.failed
     await pipeline.host.run_until_idle()
-    # a hard restart, then the batch arrives once more (the checkpoint was never written)
-    await pipeline.crash_and_restart()
+    # a restart (memory gone), then the batch arrives once more (the checkpoint was never written)
+    await pipeline.restart()
     await pipeline.deliver(bodies)
     await pipeline.settle()
 

@@ -141,36 +141,38 @@ def test_second_flush_skips_while_the_lease_is_held_and_updates_survive(
     ]
 
 
-class SimulatedCrash(Exception):
+class DiedBeforeDelete(Exception):
     pass
 
 
-class CrashingStaging(StagingTable):
+class StagingDyingBeforeDelete(StagingTable):
     """Dies after the Delta commit, before any staged row is deleted."""
 
     def delete_if_unchanged(self, rows: Iterable[StagedRow]) -> int:
-        raise SimulatedCrash("process died between the Delta commit and the staging delete")
+        raise DiedBeforeDelete("the flush stopped between the Delta commit and the staging delete")
 
 
 @pytest.mark.parametrize("spec", [XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED], ids=lambda s: s.mode.value)
-def test_crash_between_commit_and_delete(make_lakehouse: Callable[..., Lakehouse], spec: TableSpec) -> None:
+def test_a_flush_stopping_between_commit_and_delete_is_harmless(
+    make_lakehouse: Callable[..., Lakehouse], spec: TableSpec
+) -> None:
     lh = make_lakehouse(STATE_TABLE_SHARDS=2)
     rows = [attachment(f"m{i}", 1 + i % 2, file_type="pdf") for i in range(40)]
     if spec is XACT_ATTACHMENTS_FAILED:
         rows = [{"media_id": r["media_id"], "status": "rejected", "created_at": T0} for r in rows]
     lh.staging.stage_many(spec, rows)
-    crashing = CrashingStaging(
+    dying = StagingDyingBeforeDelete(
         lh.staging.service, lh.staging.pool, table_name=lh.staging.table_name, shards=lh.staging.shards
     )
-    with pytest.raises(SimulatedCrash):
-        flush_table(spec, staging=crashing, writer=lh.writer(spec), lease=lh.lease(spec), max_rows=1000)
+    with pytest.raises(DiedBeforeDelete):
+        flush_table(spec, staging=dying, writer=lh.writer(spec), lease=lh.lease(spec), max_rows=1000)
     assert rows_in(lh, spec).height == 40  # committed
     assert lh.staging.count(spec) == 40  # but nothing deleted
     late: dict[str, Any] = {"media_id": "late", "created_at": T0}
     if spec.partition:
         late["event_date"] = date(2026, 11, 1)
     lh.staging.stage_many(spec, [late])
-    after = lh.flush(spec)  # the lease was released by the crashed flush's finally (or expires)
+    after = lh.flush(spec)  # the lease was released by the stopped flush's finally (or expires)
     assert after.status is FlushStatus.FLUSHED and after.read == 41 and after.inserted == 1
     frame = rows_in(lh, spec)
     assert frame.height == 41 and frame["media_id"].n_unique() == 41

@@ -58,15 +58,17 @@ def wait_until(condition: Callable[[], bool], limit: float) -> bool:
     return condition()
 
 
-def test_long_holder_renews_and_a_crashed_holder_expires(make_lease: Callable[..., TableLease]) -> None:
+def test_long_holder_renews_and_a_holder_that_stops_renewing_expires(
+    make_lease: Callable[..., TableLease],
+) -> None:
     """A 15 s lease (the shortest Azure allows) renewed every 2 s outlives its duration; once
-    the holder stops renewing without releasing (a crash), another worker gets it."""
+    the holder stops renewing without releasing, another worker gets it."""
     holder = make_lease(duration=15, renew_every=2)
     assert holder.acquire()
     time.sleep(17)
     assert not make_lease().acquire()
     assert not holder.lost
-    holder._stop.set()  # simulated crash: renewals stop, nothing is released
+    holder._stop.set()  # renewals stop, nothing is released
     rival = make_lease()
     assert wait_until(rival.acquire, limit=30)
     rival.release()
