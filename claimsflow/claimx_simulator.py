@@ -11,7 +11,8 @@ World section (API answers exactly in the API's own JSON shapes)::
                 "video": {"<projectId>": <VIDEO_COLLABORATION report>}},
      "eventhouse": {"<table>": [{"ingestion_time": "<ISO>", <column>: <value>, ...}, ...]}}
 
-Unknown ids answer 404; ``mediaIds`` with no match answers ``[]``. Media links are signed when
+The ClaimX web hosts play ClaimX only in a world with a ``claimx`` section; without one they serve
+the content rule like any other allowlisted host. Unknown ids answer 404; ``mediaIds`` with no match answers ``[]``. Media links are signed when
 answered (``systemDate`` or ``X-Amz-Date`` set to now, the lifetime kept), as ClaimX issues a
 fresh link per request; a ClaimX link whose lifetime has passed answers 403. The world's
 ``faults`` apply to every request, matched on the path.
@@ -74,7 +75,7 @@ class ClaimXSimulator:
             body = await request.json()
             self.queries.append(body)
             return answer_query(self.world.get("eventhouse") or {}, body)
-        if host not in CLAIMX_WEB_HOSTS:
+        if host not in CLAIMX_WEB_HOSTS or "claimx" not in self.world:
             return None
         if path.startswith(API_PREFIX):
             api = await self._api(request, path.removeprefix(API_PREFIX))
