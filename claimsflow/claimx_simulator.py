@@ -11,11 +11,12 @@ World section (API answers exactly in the API's own JSON shapes)::
                 "video": {"<projectId>": <VIDEO_COLLABORATION report>}},
      "eventhouse": {"<table>": [{"ingestion_time": "<ISO>", <column>: <value>, ...}, ...]}}
 
-The ClaimX web hosts play ClaimX only in a world with a ``claimx`` section; without one they serve
-the content rule like any other allowlisted host. Unknown ids answer 404; ``mediaIds`` with no match answers ``[]``. Media links are signed when
-answered (``systemDate`` or ``X-Amz-Date`` set to now, the lifetime kept), as ClaimX issues a
-fresh link per request; a ClaimX link whose lifetime has passed answers 403. The world's
-``faults`` apply to every request, matched on the path.
+The ClaimX web hosts play ClaimX only in a world with a ``claimx`` section; without one they
+serve the content rule like any other allowlisted host. Unknown ids answer 404; ``mediaIds`` with
+no match answers ``[]``. Media links are signed when answered (``systemDate`` or ``X-Amz-Date``
+set to now, the lifetime kept), as ClaimX issues a fresh link per request; a ClaimX link whose
+lifetime has passed answers 403. The world's ``faults`` apply to every request, matched on the
+path.
 """
 
 from __future__ import annotations

@@ -241,6 +241,7 @@ CLAIMX_ATTACHMENTS = register(
         key=("media_id",),
         partition="project_id",
         mode=WriteMode.UPSERT,
+        preserve_on_update=("created_at", "downloaded_at"),
         large_text=frozenset({"blob_path"}),
     )
 )
@@ -260,6 +261,7 @@ CLAIMX_ATTACHMENTS_FAILED = register(
         ),
         key=("media_id",),
         mode=WriteMode.UPSERT,
+        preserve_on_update=("created_at", "failed_at"),
         large_text=frozenset({"attachment_url", "error_message"}),
     )
 )

@@ -1,0 +1,225 @@
+"""ClaimX activity bodies. Each is idempotent (deterministic keys and paths, merges by key) and
+returns classified failures as data; an open circuit comes back with the moment it may close, so
+the orchestration waits for it. Only unexpected exceptions raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from shared import metrics
+from shared.claimx import interim
+from shared.claimx.circuit import CircuitOpenError
+from shared.claimx.ingest import CLAIMX_DOMAIN
+from shared.claimx.media import download_media
+from shared.claimx.tables import CLAIMX_ATTACHMENTS, CLAIMX_ATTACHMENTS_FAILED
+from shared.deadletter import DeadLetter, DeadLetterReason
+from shared.errors import ClassifiedError, Failure
+from shared.redact import redact_url, strip_query
+from shared.retry import Outcome, failed, ok, outcome_failure, refused_until
+from shared.tables import Row, get_spec
+
+if TYPE_CHECKING:
+    from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+ENRICH_STAGE = "claimx_enrich"
+DOWNLOAD_STAGE = "claimx_download"
+
+
+class MediaStatus:
+    UPLOADED = "uploaded"
+    REJECTED = "rejected"
+    FAILED_PERMANENT = "failed_permanent"
+    EXHAUSTED = "exhausted"
+
+
+def _refused(exc: ClassifiedError) -> Outcome:
+    if isinstance(exc, CircuitOpenError):
+        metrics.add("claimx.circuit.refusals")
+        return refused_until(exc.failure, exc.retry_at)
+    return failed(exc.failure)
+
+
+async def enrich(event: dict[str, Any], runtime: Runtime) -> Outcome:
+    """Handle one event: API calls, entity rows staged, download tasks returned."""
+    services = runtime.claimx
+    try:
+        result = await services.handlers().enrich(event)
+        for table, rows in result.rows.items():
+            for row in rows:
+                interim.check_row_size(table, row)
+    except ClassifiedError as exc:
+        log.warning(
+            "claimx enrichment failed",
+            extra={
+                "trace_id": event["trace_id"],
+                "event_type": event["event_type"],
+                "error_category": exc.failure.category.value,
+                "retry_count": event.get("retry_count", 0),
+            },
+        )
+        return _refused(exc)
+    at = interim.now()
+    rejected = [
+        failed_row(task, Failure.from_dict(task["failure"]), MediaStatus.REJECTED, retry_count=0, at=at)
+        for task in result.rejected
+    ]
+    await asyncio.to_thread(_stage, runtime, {**result.rows, CLAIMX_ATTACHMENTS_FAILED.name: rejected})
+    if result.fetched_project is not None:
+        services.projects.remember(result.fetched_project)
+    if rejected:
+        metrics.add("claimx.attachments.rejected", len(rejected))
+    for table, rows in result.rows.items():
+        metrics.add(f"claimx.rows.{table}", len(rows))
+    ingested_at = event["ingested_at"]
+    downloads = [{**task, "ingested_at": ingested_at} for task in result.downloads]
+    return ok({"downloads": downloads, "rejected": len(rejected)})
+
+
+def _stage(runtime: Runtime, rows: Mapping[str, Sequence[Row]]) -> None:
+    for table, table_rows in rows.items():
+        if table_rows:
+            runtime.staging.stage_many(get_spec(table), table_rows)
+
+
+async def download(task: dict[str, Any], runtime: Runtime) -> Outcome:
+    services = runtime.claimx
+    try:
+        done = await download_media(
+            task,
+            api=services.api(),
+            session=services.download_session(),
+            store=runtime.attachment_store(runtime.settings.claimx_attachments_uri),
+            policy=services.url_policy,
+            settings=runtime.settings,
+        )
+    except ClassifiedError as exc:
+        log.warning(
+            "claimx media download failed",
+            extra={
+                "media_id": task["media_id"],
+                "trace_id": task["trace_id"],
+                "error_category": exc.failure.category.value,
+                "retry_count": task.get("retry_count", 0),
+                "download_url": redact_url(task["url"]),
+            },
+        )
+        return _refused(exc)
+    result = done.result
+    return ok(
+        {
+            "bytes": result.bytes_written,
+            "content_type": result.content_type,
+            "sha256": result.sha256,
+            "resumed_from": result.resumed_from,
+            "already_present": result.already_present,
+            "refreshed": done.refreshed,
+            "resumed": done.resumed,
+        }
+    )
+
+
+def record_media(record: dict[str, Any], runtime: Runtime) -> Outcome:
+    """Stage the media's final row; a failure also gets a dead letter. Returns the status."""
+    task: dict[str, Any] = record["task"]
+    outcome: Outcome = record["outcome"]
+    at = interim.now()
+    event_time = datetime.fromisoformat(task["ingested_at"])
+    failure = outcome_failure(outcome)
+    if failure is None:
+        value = outcome["value"]
+        runtime.staging.stage_many(
+            CLAIMX_ATTACHMENTS,
+            [
+                {
+                    "media_id": task["media_id"],
+                    "project_id": task["project_id"],
+                    "trace_id": task["trace_id"],
+                    "file_name": task["file_name"],
+                    "file_type": task["extension"].upper(),
+                    "blob_path": task["blob_path"],
+                    "bytes": value["bytes"],
+                    "content_type": value["content_type"],
+                    "sha256": value["sha256"],
+                    "downloaded_at": at,
+                    "created_at": event_time,
+                    "updated_at": event_time,
+                }
+            ],
+        )
+        metrics.add("claimx.attachments.uploaded")
+        metrics.add("claimx.attachments.bytes", int(value["bytes"]))
+        return ok(MediaStatus.UPLOADED)
+    exhausted = bool(record["exhausted"])
+    status = MediaStatus.EXHAUSTED if exhausted else MediaStatus.FAILED_PERMANENT
+    retry_count = int(record["retries"])
+    runtime.staging.stage_many(
+        CLAIMX_ATTACHMENTS_FAILED, [failed_row(task, failure, status, retry_count=retry_count, at=at)]
+    )
+    runtime.dead_letters.record(
+        DeadLetter(
+            id=f"{DOWNLOAD_STAGE}:{task['media_id']}",
+            domain=CLAIMX_DOMAIN,
+            stage=DOWNLOAD_STAGE,
+            reason=DeadLetterReason.EXHAUSTED if exhausted else DeadLetterReason.PERMANENT,
+            category=failure.category.value,
+            error=failure.message,
+            retry_count=retry_count,
+            payload=task,
+            trace_id=task["trace_id"],
+            media_id=task["media_id"],
+            instance_id=record.get("instance_id"),
+            created_at=at,
+        )
+    )
+    metrics.add("claimx.attachments.dead_lettered")
+    return ok(status)
+
+
+def record_event_failure(record: dict[str, Any], runtime: Runtime) -> Outcome:
+    """The enrichment failed for good: the whole event is dead-lettered for replay."""
+    event: dict[str, Any] = record["event"]
+    failure = Failure.from_dict(record["failure"])
+    runtime.dead_letters.record(
+        DeadLetter(
+            id=f"{ENRICH_STAGE}:{event['trace_id']}",
+            domain=CLAIMX_DOMAIN,
+            stage=ENRICH_STAGE,
+            reason=DeadLetterReason.EXHAUSTED
+            if failure.category.is_retryable
+            else DeadLetterReason.PERMANENT,
+            category=failure.category.value,
+            error=failure.message,
+            retry_count=int(record["retries"]),
+            payload=event,
+            trace_id=event["trace_id"],
+            instance_id=record.get("instance_id"),
+            created_at=interim.now(),
+        )
+    )
+    metrics.add("claimx.events.dead_lettered")
+    return ok(None)
+
+
+def failed_row(
+    task: Mapping[str, Any], failure: Failure, status: str, *, retry_count: int, at: datetime
+) -> Row:
+    return {
+        "media_id": task["media_id"],
+        "trace_id": task["trace_id"],
+        "project_id": task["project_id"],
+        "attachment_url": strip_query(task["url"]),
+        "status": status,
+        "error_category": failure.category.value,
+        "error_message": failure.message,
+        "http_status": failure.http_status,
+        "retry_count": retry_count,
+        "failed_at": at,
+        "created_at": at,
+    }
