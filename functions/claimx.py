@@ -34,6 +34,7 @@ def _ingestor(client: df.DurableOrchestrationClient) -> ClaimXIngestor:
         dead_letters=runtime.dead_letters,
         starter=DurableStarter(client),
         retry_delays=runtime.settings.retry_delays_seconds,
+        pool=runtime.pool,
         exists=exists,
     )
 

@@ -5,28 +5,49 @@ the orchestration waits for it. Only unexpected exceptions raise.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import metrics
 from shared.claimx import interim
 from shared.claimx.circuit import CircuitOpenError
-from shared.claimx.ingest import CLAIMX_DOMAIN
 from shared.claimx.media import download_media
-from shared.claimx.tables import CLAIMX_ATTACHMENTS, CLAIMX_ATTACHMENTS_FAILED
-from shared.deadletter import DeadLetter, DeadLetterReason
+from shared.claimx.tables import CLAIMX_ATTACHMENTS, CLAIMX_ATTACHMENTS_FAILED, CLAIMX_SPECS
+from shared.domains import Domain
 from shared.errors import ClassifiedError, Failure
+from shared.lake.tables import Row
 from shared.redact import redact_url, strip_query
 from shared.retry import Outcome, failed, ok, outcome_failure, refused_until
-from shared.tables import Row, get_spec
+from shared.state.deadletter import DeadLetter, DeadLetterReason
 
 if TYPE_CHECKING:
-    from shared.runtime import Runtime
+    from shared.claimx.services import ClaimXServices
+    from shared.config import Settings
+    from shared.lake.staging import StagingTable
+    from shared.pool import IoPool
+    from shared.state.deadletter import DeadLetterStore
+    from shared.transfer.stores import AttachmentStore
 
 log = logging.getLogger(__name__)
+
+
+class ActivityServices(Protocol):
+    """What the ClaimX activities use of the process's runtime (``shared.runtime.Runtime``)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def staging(self) -> StagingTable: ...
+    @property
+    def dead_letters(self) -> DeadLetterStore: ...
+    @property
+    def pool(self) -> IoPool: ...
+    @property
+    def claimx(self) -> ClaimXServices: ...
+    def attachment_store(self, uri: str | None = None) -> AttachmentStore: ...
+
 
 ENRICH_STAGE = "claimx_enrich"
 DOWNLOAD_STAGE = "claimx_download"
@@ -46,7 +67,7 @@ def _refused(exc: ClassifiedError) -> Outcome:
     return failed(exc.failure)
 
 
-async def enrich(event: dict[str, Any], runtime: Runtime) -> Outcome:
+async def enrich(event: dict[str, Any], runtime: ActivityServices) -> Outcome:
     """Handle one event: API calls, entity rows staged, download tasks returned."""
     services = runtime.claimx
     try:
@@ -70,7 +91,7 @@ async def enrich(event: dict[str, Any], runtime: Runtime) -> Outcome:
         failed_row(task, Failure.from_dict(task["failure"]), MediaStatus.REJECTED, retry_count=0, at=at)
         for task in result.rejected
     ]
-    await asyncio.to_thread(_stage, runtime, {**result.rows, CLAIMX_ATTACHMENTS_FAILED.name: rejected})
+    await runtime.pool.run(_stage, runtime.staging, {**result.rows, CLAIMX_ATTACHMENTS_FAILED.name: rejected})
     if result.fetched_project is not None:
         services.projects.remember(result.fetched_project)
     if rejected:
@@ -82,13 +103,13 @@ async def enrich(event: dict[str, Any], runtime: Runtime) -> Outcome:
     return ok({"downloads": downloads, "rejected": len(rejected)})
 
 
-def _stage(runtime: Runtime, rows: Mapping[str, Sequence[Row]]) -> None:
+def _stage(staging: StagingTable, rows: Mapping[str, Sequence[Row]]) -> None:
     for table, table_rows in rows.items():
         if table_rows:
-            runtime.staging.stage_many(get_spec(table), table_rows)
+            staging.stage_many(CLAIMX_SPECS[table], table_rows)
 
 
-async def download(task: dict[str, Any], runtime: Runtime) -> Outcome:
+async def download(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
     services = runtime.claimx
     try:
         done = await download_media(
@@ -125,7 +146,7 @@ async def download(task: dict[str, Any], runtime: Runtime) -> Outcome:
     )
 
 
-def record_media(record: dict[str, Any], runtime: Runtime) -> Outcome:
+def record_media(record: dict[str, Any], runtime: ActivityServices) -> Outcome:
     """Stage the media's final row; a failure also gets a dead letter. Returns the status."""
     task: dict[str, Any] = record["task"]
     outcome: Outcome = record["outcome"]
@@ -165,7 +186,7 @@ def record_media(record: dict[str, Any], runtime: Runtime) -> Outcome:
     runtime.dead_letters.record(
         DeadLetter(
             id=f"{DOWNLOAD_STAGE}:{task['media_id']}",
-            domain=CLAIMX_DOMAIN,
+            domain=Domain.CLAIMX,
             stage=DOWNLOAD_STAGE,
             reason=DeadLetterReason.EXHAUSTED if exhausted else DeadLetterReason.PERMANENT,
             category=failure.category.value,
@@ -182,14 +203,14 @@ def record_media(record: dict[str, Any], runtime: Runtime) -> Outcome:
     return ok(status)
 
 
-def record_event_failure(record: dict[str, Any], runtime: Runtime) -> Outcome:
+def record_event_failure(record: dict[str, Any], runtime: ActivityServices) -> Outcome:
     """The enrichment failed for good: the whole event is dead-lettered for replay."""
     event: dict[str, Any] = record["event"]
     failure = Failure.from_dict(record["failure"])
     runtime.dead_letters.record(
         DeadLetter(
             id=f"{ENRICH_STAGE}:{event['trace_id']}",
-            domain=CLAIMX_DOMAIN,
+            domain=Domain.CLAIMX,
             stage=ENRICH_STAGE,
             reason=DeadLetterReason.EXHAUSTED
             if failure.category.is_retryable

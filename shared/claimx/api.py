@@ -31,8 +31,8 @@ from shared import metrics
 from shared.claimx import interim
 from shared.claimx.circuit import CircuitBreaker
 from shared.errors import ClassifiedError, ErrorCategory, Failure
-from shared.http import SimulationRouter, create_session
-from shared.urls import UrlPolicy
+from shared.transfer.http import SimulationRouter, create_session
+from shared.transfer.urls import UrlPolicy
 
 if TYPE_CHECKING:
     from shared.config import Settings

@@ -44,8 +44,8 @@ from shared.claimx.transformers import (
     video_row,
 )
 from shared.errors import ClassifiedError, ErrorCategory, Failure
-from shared.tables import Row
-from shared.urls import UrlPolicy
+from shared.lake.tables import Row
+from shared.transfer.urls import UrlPolicy
 
 log = logging.getLogger(__name__)
 

@@ -20,14 +20,15 @@ from shared import metrics
 from shared.claimx import interim
 from shared.claimx.events import ClaimXEvent, InvalidBody, parse_claimx_body
 from shared.claimx.tables import CLAIMX_EVENTS
-from shared.deadletter import DeadLetter, DeadLetterReason, DeadLetterStore, raw_body_id
-from shared.dedup import Claim, DedupLatch
+from shared.domains import Domain
 from shared.errors import ErrorCategory
-from shared.staging import StagingTable
+from shared.lake.staging import StagingTable
+from shared.pool import IoPool
+from shared.state.deadletter import DeadLetter, DeadLetterReason, DeadLetterStore, raw_body_id
+from shared.state.dedup import Claim, DedupLatch
 
 log = logging.getLogger(__name__)
 
-CLAIMX_DOMAIN = "claimx"
 INGEST_STAGE = "claimx_ingest"
 EVENT_ORCHESTRATOR = "claimx_event_orchestrator"
 OUTCOMES = ("received", "accepted", "duplicates", "skipped", "invalid")
@@ -82,6 +83,7 @@ class ClaimXIngestor:
     dead_letters: DeadLetterStore
     starter: interim.Starter
     retry_delays: Sequence[int]
+    pool: IoPool
     exists: Callable[[str], Awaitable[bool]] | None = None
 
     async def ingest(self, messages: Sequence[Message]) -> IngestReport:
@@ -105,7 +107,7 @@ class ClaimXIngestor:
                 *(asyncio.to_thread(self.dead_letters.record, self._letter(b)) for b in invalid)
             )
 
-        claims = await asyncio.to_thread(self.latch.claim_many, [e.trace_id for e in candidates])
+        claims = await self.pool.run(self.latch.claim_many, [e.trace_id for e in candidates])
         try:
             claimed = [(event, claim) for event, claim in zip(candidates, claims, strict=True) if claim]
             report.duplicates += len(candidates) - len(claimed)
@@ -113,9 +115,9 @@ class ClaimXIngestor:
             rows = [event_row(event, created_at=created_at) for event in skipped]
             rows += [event_row(event, created_at=created_at) for event, _ in claimed]
             if rows:
-                await asyncio.to_thread(self.staging.stage_many, CLAIMX_EVENTS, rows)
+                await self.pool.run(self.staging.stage_many, CLAIMX_EVENTS, rows)
             started = await asyncio.gather(*(self._start(event, claim) for event, claim in claimed))
-            await asyncio.to_thread(self.latch.commit_many, [claim for _, claim in claimed])
+            await self.pool.run(self.latch.commit_many, [claim for _, claim in claimed])
         except BaseException:
             await self._release([claim for claim in claims if claim])
             raise
@@ -144,7 +146,7 @@ class ClaimXIngestor:
 
     async def _release(self, claims: Sequence[Claim]) -> None:
         outcomes = await asyncio.gather(
-            *(asyncio.to_thread(self.latch.release, claim) for claim in claims), return_exceptions=True
+            *(self.pool.run(self.latch.release, claim) for claim in claims), return_exceptions=True
         )
         failed = sum(isinstance(o, BaseException) for o in outcomes)
         if failed:
@@ -153,7 +155,7 @@ class ClaimXIngestor:
     def _letter(self, body: InvalidBody) -> DeadLetter:
         return DeadLetter(
             id=raw_body_id(INGEST_STAGE, body.raw),
-            domain=CLAIMX_DOMAIN,
+            domain=Domain.CLAIMX,
             stage=INGEST_STAGE,
             reason=DeadLetterReason.INVALID,
             category=ErrorCategory.PERMANENT.value,

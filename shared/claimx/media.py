@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import metrics
-from shared.attachment_store import AttachmentStore, url_tag
 from shared.claimx import interim
 from shared.claimx.api import ClaimXApi
 from shared.claimx.transformers import ident
 from shared.config import Settings
 from shared.errors import ClassifiedError, ErrorCategory, Failure
-from shared.presigned import parse_presigned
-from shared.transfer import MIB, TransferRequest, TransferResult, transfer_attachment
-from shared.urls import UrlPolicy
+from shared.transfer.attachment import MIB, TransferRequest, TransferResult, transfer_attachment
+from shared.transfer.presigned import parse_presigned
+from shared.transfer.stores import AttachmentStore, url_tag
+from shared.transfer.urls import UrlPolicy
 
 log = logging.getLogger(__name__)
 

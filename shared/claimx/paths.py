@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from shared.errors import ClassifiedError, ErrorCategory, Failure
-from shared.filetypes import ALLOWED_EXTENSIONS, extension_of
+from shared.transfer.filetypes import ALLOWED_EXTENSIONS, extension_of
 
 MAX_NAME_CHARS = 150
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")

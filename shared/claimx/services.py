@@ -13,7 +13,7 @@ from shared.claimx.api import ApiSettings, ClaimXApi, claimx_session
 from shared.claimx.circuit import CircuitBreaker
 from shared.claimx.handlers import Handlers, MediaLookup, ProjectCache
 from shared.config import Settings
-from shared.urls import UrlPolicy
+from shared.transfer.urls import UrlPolicy
 
 MEDIA_CONNECTIONS = 50
 

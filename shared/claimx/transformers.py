@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from shared.lake.tables import Row
 from shared.redact import redact_url
-from shared.tables import Row
 
 POLICYHOLDER = "POLICYHOLDER"
 CLAIM_REP = "CLAIM_REP"

@@ -520,10 +520,13 @@ class DataLakeAttachmentStore:
         await self._fs.close()
 
 
-def open_attachment_store(settings: Settings, factory: StorageFactory) -> AttachmentStore:
-    """The store ``ATTACHMENT_API`` selects (blob by default)."""
+def open_attachment_store(
+    settings: Settings, factory: StorageFactory, uri: str | None = None
+) -> AttachmentStore:
+    """The store ``ATTACHMENT_API`` selects (blob by default) for ``uri`` (default
+    ``XACT_ATTACHMENTS_URI``)."""
     from shared.config import AttachmentApi
 
     if settings.attachment_api is AttachmentApi.DFS:
-        return DataLakeAttachmentStore.from_settings(settings, factory)
-    return BlobAttachmentStore.from_settings(settings, factory)
+        return DataLakeAttachmentStore.from_settings(settings, factory, uri)
+    return BlobAttachmentStore.from_settings(settings, factory, uri)

@@ -19,7 +19,7 @@ from shared.claimx.events import ClaimXEvent, parse_claimx_body
 from shared.claimx.handlers import Enrichment, Handlers, MediaLookup, ProjectCache
 from shared.config import Settings
 from shared.errors import ClassifiedError, ErrorCategory
-from shared.urls import UrlPolicy
+from shared.transfer.urls import UrlPolicy
 
 pytestmark = pytest.mark.unit
 

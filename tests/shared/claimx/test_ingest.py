@@ -63,6 +63,7 @@ def ingestor(runtime: Runtime, starter: Instances) -> ClaimXIngestor:
         dead_letters=runtime.dead_letters,
         starter=starter,
         retry_delays=(300, 600, 1200, 2400),
+        pool=runtime.pool,
         exists=starter.exists,
     )
 
