@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -67,6 +68,38 @@ def run(
         report.write_text(json.dumps(result, indent=2, default=str))
     if not result["invariants"]["ok"]:
         raise typer.Exit(code=1)
+
+
+@app.command("claimx-backfill")
+def claimx_backfill(
+    start: Annotated[datetime, typer.Option(help="First ingestion time to read again (ISO, UTC if no zone)")],
+    end: Annotated[datetime, typer.Option(help="Last ingestion time to read again (ISO, UTC if no zone)")],
+) -> None:
+    """Ask the ClaimX poller to read the Eventhouse rows ingested in [START, END] again.
+
+    The request is stored beside the poller's cursor in the state account (``AzureWebJobsStorage``
+    and ``TASKHUB_NAME`` of the app); the next polls hand the rows on through the normal ingest,
+    whose dedup latch drops the events already processed.
+    """
+    from shared.claimx import interim
+    from shared.claimx.poller import CursorStore, request_backfill
+    from shared.config import ConfigError, get_settings
+    from shared.storage import StorageFactory
+
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        typer.echo(f"claimsflow claimx-backfill: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    container = (
+        StorageFactory(settings).blob_service().get_container_client(settings.state_container("pollers"))
+    )
+    first, last = (value if value.tzinfo else value.replace(tzinfo=UTC) for value in (start, end))
+    try:
+        name = request_backfill(CursorStore(container), first, last, now=interim.now())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"backfill requested: {name} ({first.isoformat()} .. {last.isoformat()})")
 
 
 @app.command("version")

@@ -77,6 +77,20 @@ async def claimx_ingest(events: list[func.EventHubEvent], client: df.DurableOrch
     )
 
 
+@bp.timer_trigger(arg_name="timer", schedule="%CLAIMX_POLL_SCHEDULE%", run_on_startup=False, use_monitor=True)
+@bp.durable_client_input(client_name="client")
+async def claimx_poll(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+    runtime = get_runtime()
+    if not runtime.settings.claimx_poller_enabled:
+        return
+    poller = runtime.claimx.poller(runtime.storage, hand_on=_ingestor(client).ingest, run=runtime.pool.run)
+    report = await poller.poll()
+    log.info(
+        "claimx eventhouse polled",
+        extra={"stage": "claimx_poll", "batches": report.batches, "handed_on": report.handed_on},
+    )
+
+
 @bp.orchestration_trigger(context_name="context")
 def claimx_event_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     return (yield from event_orchestrator(context))

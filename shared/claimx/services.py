@@ -12,7 +12,9 @@ import aiohttp
 from shared.claimx.api import ApiSettings, ClaimXApi, claimx_session
 from shared.claimx.circuit import CircuitBreaker
 from shared.claimx.handlers import Handlers, MediaLookup, ProjectCache
+from shared.claimx.poller import ClaimXPoller, CursorStore, HandOn, KustoEventSource, Runner
 from shared.config import Settings
+from shared.storage import StorageFactory
 from shared.transfer.urls import UrlPolicy
 
 MEDIA_CONNECTIONS = 50
@@ -32,6 +34,7 @@ class ClaimXServices:
         self.projects = ProjectCache(settings.claimx_project_cache_ttl_seconds)
         self.url_policy = UrlPolicy.from_settings(settings)
         self._clients: dict[int, _LoopClients] = {}
+        self._events: KustoEventSource | None = None
 
     def _loop_clients(self) -> _LoopClients:
         key = id(asyncio.get_running_loop())
@@ -57,6 +60,27 @@ class ClaimXServices:
     def handlers(self) -> Handlers:
         clients = self._loop_clients()
         return Handlers(clients.api, self.projects, clients.media, self.url_policy)
+
+    def poller(self, storage: StorageFactory, *, hand_on: HandOn, run: Runner) -> ClaimXPoller:
+        """The Eventhouse poller (``CLAIMX_EVENTHOUSE_CLUSTER_URL`` must be set); its Kusto client
+        is built once per process. A loopback URL in simulation mode is queried without a token."""
+        settings = self.settings
+        if self._events is None:
+            url = settings.claimx_eventhouse_cluster_url
+            if not url:
+                raise ValueError("the ClaimX poller is off: CLAIMX_EVENTHOUSE_CLUSTER_URL is not set")
+            local = self.url_policy.simulation_allowed and url.startswith("http://127.0.0.1:")
+            self._events = KustoEventSource.open(
+                url,
+                settings.claimx_eventhouse_database,
+                settings.claimx_eventhouse_table,
+                local=local,
+                credential=None if local else storage.credential,
+            )
+        container = storage.blob_service().get_container_client(settings.state_container("pollers"))
+        return ClaimXPoller(
+            self._events, CursorStore(container), hand_on, run, batch_size=settings.claimx_poll_batch_size
+        )
 
     async def aclose(self) -> None:
         clients = self._clients.pop(id(asyncio.get_running_loop()), None)

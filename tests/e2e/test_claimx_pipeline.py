@@ -579,3 +579,39 @@ async def test_a_large_file_cut_off_resumes_with_range_requests(make_pipeline: M
     [row] = pipeline.table("claimx_attachments").iter_rows(named=True)
     assert row["bytes"] == size
     assert pipeline.claimx_files()[row["blob_path"]] == expected_bytes("/service/cxedirest/media/81", size)
+
+
+async def test_the_poll_timer_hands_eventhouse_rows_to_the_ingest(make_pipeline: MakePipeline) -> None:
+    pids = [5_500_001, 5_500_002]
+    ingested = (START - timedelta(minutes=10)).isoformat()
+    rows = [
+        {"ingestion_time": ingested, "eventType": "PROJECT_CREATED", "projectId": pids[0], "ingestedAt": AT},
+        {"ingestion_time": ingested, "eventType": "PROJECT_CREATED", "projectId": pids[1]},  # no ingestedAt
+        {"ingestion_time": ingested, "eventType": "PROJECT_CREATED", "projectId": pids[0], "ingestedAt": AT},
+    ]
+    pipeline = await make_pipeline(
+        {
+            "claimx": {"projects": {str(p): project_export(p) for p in pids}},
+            "eventhouse": {"ClaimXEvents": rows},
+        },
+        env={"CLAIMX_EVENTHOUSE_CLUSTER_URL": "{simulator}", "CLAIMX_EVENTHOUSE_DATABASE": "claimx"},
+    )
+    outcome = await pipeline.host.fire_timer("claimx_poll")
+    assert outcome.succeeded, outcome.errors
+    await pipeline.settle()
+    events = pipeline.table("claimx_events")
+    assert sorted(events["project_id"].to_list()) == [str(p) for p in pids]  # the identical row is one event
+    no_text = events.filter(events["project_id"] == str(pids[1])).row(0, named=True)
+    assert no_text["ingested_at"] == START - timedelta(minutes=10)  # the ingestion time stands in
+    assert sorted(pipeline.table("claimx_projects")["project_id"].to_list()) == [str(p) for p in pids]
+    queries = len(pipeline.simulator.claimx.queries)
+    assert (await pipeline.host.fire_timer("claimx_poll")).succeeded
+    await pipeline.settle()
+    assert pipeline.table("claimx_events").height == 2
+    assert len(pipeline.simulator.claimx.queries) == queries + 1
+
+
+async def test_the_poller_is_off_unless_configured(make_pipeline: MakePipeline) -> None:
+    pipeline = await make_pipeline({"eventhouse": {"ClaimXEvents": []}})
+    assert (await pipeline.host.fire_timer("claimx_poll")).succeeded
+    assert pipeline.simulator.requests == []

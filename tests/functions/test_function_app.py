@@ -37,6 +37,7 @@ def test_every_concern_is_registered() -> None:
         "xact_record_event_failure",
         "xact_dead_letter_in_blob",
         "claimx_ingest",
+        "claimx_poll",
         "claimx_event_orchestrator",
         "claimx_media_orchestrator",
         "claimx_enrich",
