@@ -192,37 +192,83 @@ def claimx_body(
     return json.dumps(body)
 
 
+# One event in four is an awkward case, cycling through these.
+SPECIAL_CASES: tuple[str, ...] = (
+    "flaky_api",
+    "unknown_project",
+    "missing_media",
+    "bad_task_id",
+    "forbidden_link",
+    "bad_extension",
+    "private_redirect",
+    "unknown_type",
+)
+
+
 def generate(count: int, *, seed: int = 11, now: datetime | None = None) -> tuple[list[str], dict[str, Any]]:
-    """``count`` ClaimX webhook bodies over all ten event types, and the world that answers them."""
+    """``count`` ClaimX webhook bodies over all ten event types, and the world that answers them.
+
+    The mix: mostly file, task and project events of a few dozen projects; redelivered duplicates,
+    bodies that are not events, and one event in four an awkward case (a flaky API answering 503
+    twice, an unknown project, a media id the API does not list, a non-numeric task id, a media
+    link answering 403 once, a file type that is not allowed, a link redirecting to a private
+    address, an unknown event type). Deterministic for a given seed.
+    """
     rng = random.Random(seed)
     now = now or datetime.now(UTC)
-    world: dict[str, Any] = {"projects": {}, "media": {}, "tasks": {}, "video": {}}
+    claimx: dict[str, Any] = {"projects": {}, "media": {}, "tasks": {}, "video": {}}
+    faults: list[dict[str, Any]] = []
     bodies: list[str] = []
-    projects = [5_000_000 + n for n in range(max(1, count // 6))]
+    projects = [5_000_000 + n for n in range(max(2, count // 5))]
     for pid in projects:
-        world["projects"][str(pid)] = project_export(pid, wrapped=rng.random() < 0.8)
-        world["media"][str(pid)] = []
+        claimx["projects"][str(pid)] = project_export(pid, wrapped=rng.random() < 0.8)
+        claimx["media"][str(pid)] = []
+    flaky = projects[0]
+    faults.append({"path_contains": f"/export/project/{flaky}", "statuses": [503, 503]})
     media_seq = 90_000_000
+    special_index = 0
+
+    def file_event(pid: int, at: str, *, name: str | None = None, link: str | None = None) -> str:
+        nonlocal media_seq
+        media_seq += 1
+        name = name or rng.choice(
+            ["kitchen.jpg", "roof photo.png", "../estimate.pdf", "clip.mp4", "Wall #2.JPG"]
+        )
+        size = rng.choice([2048, 40_000, 300_000, 1_500_000])
+        claimx["media"][str(pid)].append(
+            media_item(media_seq, name=name, size=size, signed_at=now, link=link)
+        )
+        return claimx_body("PROJECT_FILE_ADDED", pid, at, mediaId=media_seq)
+
     for index in range(count):
-        pid = rng.choice(projects)
+        roll = rng.random()
+        if bodies and roll < 0.05:
+            bodies.append(rng.choice(bodies))  # a redelivered duplicate
+            continue
+        if roll < 0.08:
+            bodies.append(
+                rng.choice(["{broken", '{"eventType": "PROJECT_CREATED"}', "[]", '{"projectId": 1}'])
+            )
+            continue
+        pid = rng.choice(projects[1:]) if len(projects) > 1 else projects[0]
         at = (now - timedelta(minutes=rng.randrange(0, 600), seconds=index)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if roll < 0.33:
+            case = SPECIAL_CASES[special_index % len(SPECIAL_CASES)]
+            special_index += 1
+            bodies.append(_special(case, pid, flaky, at, index, file_event, faults))
+            continue
         kind = rng.choices(
-            ["file", "created", "mfn", "task", "holder", "xa", "video", "unknown", "invalid"],
-            weights=[40, 10, 6, 12, 8, 5, 8, 3, 3],
+            ["file", "created", "mfn", "task", "holder", "xa", "video"], weights=[45, 10, 6, 15, 10, 5, 9]
         )[0]
         if kind == "file":
-            media_seq += 1
-            name = rng.choice(["kitchen.jpg", "roof photo.png", "../estimate.pdf", "clip.mp4", "notes"])
-            item = media_item(media_seq, name=name, size=rng.choice([2048, 40_000, 300_000]), signed_at=now)
-            world["media"][str(pid)].append(item)
-            bodies.append(claimx_body("PROJECT_FILE_ADDED", pid, at, mediaId=media_seq))
+            bodies.append(file_event(pid, at))
         elif kind == "created":
             bodies.append(claimx_body("PROJECT_CREATED", pid, at))
         elif kind == "mfn":
             bodies.append(claimx_body("PROJECT_MFN_ADDED", pid, at, masterFileName=f"MFN{pid}"))
         elif kind == "task":
             aid = 5_400_000 + index
-            world["tasks"][str(aid)] = task_assignment(aid, pid, task_id=rng.choice([27019, 1234, 555]))
+            claimx["tasks"][str(aid)] = task_assignment(aid, pid, task_id=rng.choice([27019, 1234, 555]))
             event = rng.choice(["CUSTOM_TASK_ASSIGNED", "CUSTOM_TASK_COMPLETED"])
             bodies.append(claimx_body(event, pid, at, taskAssignmentId=aid))
         elif kind == "holder":
@@ -230,15 +276,40 @@ def generate(count: int, *, seed: int = 11, now: datetime | None = None) -> tupl
             bodies.append(claimx_body(event, pid, at))
         elif kind == "xa":
             bodies.append(claimx_body("PROJECT_AUTO_XA_LINKING_UNSUCCESSFUL", pid, at))
-        elif kind == "video":
+        else:
             vid = 700_000 + index
-            world["video"][str(pid)] = video_report(pid, vid)
+            claimx["video"][str(pid)] = video_report(pid, vid)
             event = rng.choice(["VIDEO_COLLABORATION_INVITE_SENT", "VIDEO_COLLABORATION_COMPLETED"])
             bodies.append(claimx_body(event, pid, at, videoCollaborationId=vid))
-        elif kind == "unknown":
-            bodies.append(claimx_body("PROJECT_ARCHIVED", pid, at))
-        else:
-            bodies.append(rng.choice(["{broken", '{"eventType": "PROJECT_CREATED"}', "[]"]))
-        if bodies and rng.random() < 0.05:
-            bodies.append(bodies[-1])  # a redelivered duplicate
-    return bodies[: max(count, 0)], {"claimx": world}
+    return bodies, {"claimx": claimx, "faults": faults}
+
+
+def _special(
+    case: str,
+    pid: int,
+    flaky: int,
+    at: str,
+    index: int,
+    file_event: Any,
+    faults: list[dict[str, Any]],
+) -> str:
+    if case == "flaky_api":
+        return claimx_body("PROJECT_CREATED", flaky, at)
+    if case == "unknown_project":
+        return claimx_body("PROJECT_CREATED", 4_000_000 + index, at)
+    if case == "missing_media":
+        return claimx_body("PROJECT_FILE_ADDED", pid, at, mediaId=80_000_000 + index)
+    if case == "bad_task_id":
+        return claimx_body("CUSTOM_TASK_ASSIGNED", pid, at, taskAssignmentId=f"T-{index}")
+    if case == "forbidden_link":
+        body = file_event(pid, at, name="forbidden.jpg")
+        faults.append({"path_contains": f"/media/{json.loads(body)['mediaId']}", "statuses": [403]})
+        return str(body)
+    if case == "bad_extension":
+        return str(file_event(pid, at, name="installer.exe"))
+    if case == "private_redirect":
+        body = file_event(pid, at, name="redirected.png")
+        target = "https://169.254.169.254/latest/meta-data/x.png"
+        faults.append({"path_contains": f"/media/{json.loads(body)['mediaId']}", "redirect": target})
+        return str(body)
+    return claimx_body("PROJECT_ARCHIVED", pid, at)

@@ -21,7 +21,12 @@ def run(
     xact_events: Annotated[
         Path | None, typer.Option(help="JSON Lines file, one Event Hub message body per line")
     ] = None,
-    world: Annotated[Path | None, typer.Option(help="JSON world file with simulator faults")] = None,
+    claimx_events: Annotated[
+        Path | None, typer.Option(help="JSON Lines file of ClaimX webhook bodies, one per line")
+    ] = None,
+    world: Annotated[
+        Path | None, typer.Option(help="JSON world file: simulator faults, ClaimX API answers (claimx)")
+    ] = None,
     generate: Annotated[
         int | None, typer.Option(help="Generate N realistic sample events when no event file is given")
     ] = None,
@@ -38,7 +43,7 @@ def run(
     report: Annotated[Path | None, typer.Option(help="Write the run report as JSON to this path")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step, not only errors")] = False,
 ) -> None:
-    """Run the XACT pipeline locally: Azurite + local host + simulator, until everything settled."""
+    """Run the pipeline locally: Azurite + local host + simulator, until everything settled."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -48,10 +53,11 @@ def run(
     from claimsflow.summary import print_summary
     from shared.config import ConfigError
 
-    if xact_events is None and generate is None:
-        raise typer.BadParameter("give --xact-events PATH or --generate N")
+    if xact_events is None and claimx_events is None and generate is None:
+        raise typer.BadParameter("give --xact-events PATH, --claimx-events PATH or --generate N")
     options = RunOptions(
         xact_events=xact_events,
+        claimx_events=claimx_events,
         world=json.loads(world.read_text()) if world else None,
         generate=generate,
         redeliver=redeliver,
