@@ -87,8 +87,8 @@ def claimx_backfill(
     and ``TASKHUB_NAME`` of the app); the next polls hand the rows on through the normal ingest,
     whose dedup latch drops the events already processed.
     """
-    from shared.claimx import interim
     from shared.claimx.poller import CursorStore, request_backfill
+    from shared.clock import utc_now
     from shared.config import ConfigError, get_settings
     from shared.storage import StorageFactory
 
@@ -102,7 +102,7 @@ def claimx_backfill(
     )
     first, last = (value if value.tzinfo else value.replace(tzinfo=UTC) for value in (start, end))
     try:
-        name = request_backfill(CursorStore(container), first, last, now=interim.now())
+        name = request_backfill(CursorStore(container), first, last, now=utc_now())
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"backfill requested: {name} ({first.isoformat()} .. {last.isoformat()})")

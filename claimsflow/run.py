@@ -35,7 +35,7 @@ from claimsflow.claimx_samples import generate as generate_claimx
 from claimsflow.local_settings import sample_values
 from claimsflow.samples import default_world, generate
 from shared import metrics
-from shared.claimx import interim
+from shared.clock import install_clock, remove_clock
 from shared.config import Settings
 from shared.runtime import reset_runtime
 from shared.storage import LakeLocation, StorageFactory
@@ -201,7 +201,6 @@ async def run_pipeline(options: RunOptions) -> dict[str, Any]:
                     azurite_started=started_azurite is not None,
                 )
             finally:
-                interim.use_clock(None)
                 reset_runtime()  # the next use reads the restored environment
 
 
@@ -254,7 +253,7 @@ async def _drive(
     batch = host_batch_size()
     clock = VirtualClock(datetime.now(UTC))
     simulator.clock = clock.now  # links the simulator signs follow the app's clock
-    interim.use_clock(clock.now)
+    install_clock(clock)
     reset_runtime()
     host = LocalHost(
         function_app.app, connection_string=settings.storage_connection_string, settings_env=env, clock=clock
@@ -293,6 +292,7 @@ async def _drive(
     finally:
         await host.stop()
         await get_runtime().aclose()
+        remove_clock(clock)
     return DriveOutcome(
         completed=counts.get("Completed", 0),
         failed=counts.get("Failed", 0),

@@ -113,13 +113,19 @@ async def claimx_download(task: dict[str, Any]) -> dict[str, Any]:
         return await activities.download(task, get_runtime())
 
 
-@bp.activity_trigger(input_name="record")
-def claimx_record_media(record: dict[str, Any]) -> dict[str, Any]:
+@bp.activity_trigger(input_name="payload")
+def claimx_record_media_failure(payload: dict[str, Any]) -> dict[str, Any]:
     with redacted_errors():
-        return activities.record_media(record, get_runtime())
+        return activities.record_media_failure(payload, get_runtime())
 
 
-@bp.activity_trigger(input_name="record")
-def claimx_record_event_failure(record: dict[str, Any]) -> dict[str, Any]:
+@bp.activity_trigger(input_name="payload")
+def claimx_record_event_failure(payload: dict[str, Any]) -> dict[str, Any]:
     with redacted_errors():
-        return activities.record_event_failure(record, get_runtime())
+        return activities.record_event_failure(payload, get_runtime())
+
+
+@bp.activity_trigger(input_name="payload")
+def claimx_dead_letter_in_blob(payload: dict[str, Any]) -> dict[str, Any]:
+    with redacted_errors():
+        return activities.dead_letter_in_blob(payload, get_runtime())

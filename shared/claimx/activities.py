@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -15,11 +16,12 @@ from shared.claimx import interim
 from shared.claimx.circuit import CircuitOpenError
 from shared.claimx.media import download_media
 from shared.claimx.tables import CLAIMX_ATTACHMENTS, CLAIMX_ATTACHMENTS_FAILED, CLAIMX_SPECS
+from shared.clock import utc_now
 from shared.domains import Domain
 from shared.errors import ClassifiedError, Failure
 from shared.lake.tables import Row
 from shared.redact import redact_url, strip_query
-from shared.retry import Outcome, failed, ok, outcome_failure, refused_until
+from shared.retry import Outcome, failed, ok, refused_until
 from shared.state.deadletter import DeadLetter, DeadLetterReason
 
 if TYPE_CHECKING:
@@ -86,7 +88,7 @@ async def enrich(event: dict[str, Any], runtime: ActivityServices) -> Outcome:
             },
         )
         return _refused(exc)
-    at = interim.now()
+    at = utc_now()
     rejected = [
         failed_row(task, Failure.from_dict(task["failure"]), MediaStatus.REJECTED, retry_count=0, at=at)
         for task in result.rejected
@@ -110,6 +112,8 @@ def _stage(staging: StagingTable, rows: Mapping[str, Sequence[Row]]) -> None:
 
 
 async def download(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
+    """Copy the media file into the store, then stage its ``claimx_attachments`` row. Both are
+    idempotent, so a retry after a staging failure finds the file committed and stages again."""
     services = runtime.claimx
     try:
         done = await download_media(
@@ -133,12 +137,31 @@ async def download(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
         )
         return _refused(exc)
     result = done.result
+    event_time = datetime.fromisoformat(task["ingested_at"])
+    row = {
+        "media_id": task["media_id"],
+        "project_id": task["project_id"],
+        "trace_id": task["trace_id"],
+        "file_name": task["file_name"],
+        "file_type": task["extension"].upper(),
+        "blob_path": task["blob_path"],
+        "bytes": result.bytes_written,
+        "content_type": result.content_type,
+        "sha256": result.sha256,
+        "downloaded_at": utc_now(),
+        "created_at": event_time,
+        "updated_at": event_time,
+    }
+    try:
+        await runtime.pool.run(runtime.staging.stage_many, CLAIMX_ATTACHMENTS, [row])
+    except Exception as exc:  # the file is safe; staging its row is retried by class
+        return failed(Failure.from_exception(exc))
+    metrics.add("claimx.attachments.uploaded")
+    metrics.add("claimx.attachments.bytes", result.bytes_written)
     return ok(
         {
             "bytes": result.bytes_written,
-            "content_type": result.content_type,
             "sha256": result.sha256,
-            "resumed_from": result.resumed_from,
             "already_present": result.already_present,
             "refreshed": done.refreshed,
             "resumed": done.resumed,
@@ -146,86 +169,76 @@ async def download(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
     )
 
 
-def record_media(record: dict[str, Any], runtime: ActivityServices) -> Outcome:
-    """Stage the media's final row; a failure also gets a dead letter. Returns the status."""
-    task: dict[str, Any] = record["task"]
-    outcome: Outcome = record["outcome"]
-    at = interim.now()
-    event_time = datetime.fromisoformat(task["ingested_at"])
-    failure = outcome_failure(outcome)
-    if failure is None:
-        value = outcome["value"]
-        runtime.staging.stage_many(
-            CLAIMX_ATTACHMENTS,
-            [
-                {
-                    "media_id": task["media_id"],
-                    "project_id": task["project_id"],
-                    "trace_id": task["trace_id"],
-                    "file_name": task["file_name"],
-                    "file_type": task["extension"].upper(),
-                    "blob_path": task["blob_path"],
-                    "bytes": value["bytes"],
-                    "content_type": value["content_type"],
-                    "sha256": value["sha256"],
-                    "downloaded_at": at,
-                    "created_at": event_time,
-                    "updated_at": event_time,
-                }
-            ],
+def record_media_failure(payload: dict[str, Any], runtime: ActivityServices) -> Outcome:
+    """A failed media file's row in ``claimx_attachments_failed`` and its dead letter."""
+    record: dict[str, Any] = payload["record"]
+    letter = dead_letter_of(record)
+    status = MediaStatus.EXHAUSTED if record["exhausted"] else MediaStatus.FAILED_PERMANENT
+    try:
+        row = failed_row(
+            record["task"],
+            Failure.from_dict(record["failure"]),
+            status,
+            retry_count=int(record["retries"]),
+            at=letter.created_at,
         )
-        metrics.add("claimx.attachments.uploaded")
-        metrics.add("claimx.attachments.bytes", int(value["bytes"]))
-        return ok(MediaStatus.UPLOADED)
-    exhausted = bool(record["exhausted"])
-    status = MediaStatus.EXHAUSTED if exhausted else MediaStatus.FAILED_PERMANENT
-    retry_count = int(record["retries"])
-    runtime.staging.stage_many(
-        CLAIMX_ATTACHMENTS_FAILED, [failed_row(task, failure, status, retry_count=retry_count, at=at)]
-    )
-    runtime.dead_letters.record(
-        DeadLetter(
-            id=f"{DOWNLOAD_STAGE}:{task['media_id']}",
-            domain=Domain.CLAIMX,
-            stage=DOWNLOAD_STAGE,
-            reason=DeadLetterReason.EXHAUSTED if exhausted else DeadLetterReason.PERMANENT,
-            category=failure.category.value,
-            error=failure.message,
-            retry_count=retry_count,
-            payload=task,
-            trace_id=task["trace_id"],
-            media_id=task["media_id"],
-            instance_id=record.get("instance_id"),
-            created_at=at,
-        )
-    )
+        runtime.staging.stage_many(CLAIMX_ATTACHMENTS_FAILED, [row])
+        runtime.dead_letters.record(letter)
+    except Exception as exc:
+        return failed(Failure.from_exception(exc))
     metrics.add("claimx.attachments.dead_lettered")
     return ok(status)
 
 
-def record_event_failure(record: dict[str, Any], runtime: ActivityServices) -> Outcome:
+def record_event_failure(payload: dict[str, Any], runtime: ActivityServices) -> Outcome:
     """The enrichment failed for good: the whole event is dead-lettered for replay."""
-    event: dict[str, Any] = record["event"]
-    failure = Failure.from_dict(record["failure"])
-    runtime.dead_letters.record(
-        DeadLetter(
-            id=f"{ENRICH_STAGE}:{event['trace_id']}",
-            domain=Domain.CLAIMX,
-            stage=ENRICH_STAGE,
-            reason=DeadLetterReason.EXHAUSTED
-            if failure.category.is_retryable
-            else DeadLetterReason.PERMANENT,
-            category=failure.category.value,
-            error=failure.message,
-            retry_count=int(record["retries"]),
-            payload=event,
-            trace_id=event["trace_id"],
-            instance_id=record.get("instance_id"),
-            created_at=interim.now(),
-        )
-    )
+    try:
+        runtime.dead_letters.record(dead_letter_of(payload["record"]))
+    except Exception as exc:
+        return failed(Failure.from_exception(exc))
     metrics.add("claimx.events.dead_lettered")
-    return ok(None)
+    return ok()
+
+
+def dead_letter_in_blob(payload: dict[str, Any], runtime: ActivityServices) -> Outcome:
+    """The record activity failed for good: keep its dead letter through the Blob service."""
+    record: dict[str, Any] = payload["record"]
+    because = Failure.from_dict(record["unrecorded_because"])
+    letter = dead_letter_of(record)
+    letter = replace(letter, error=f"{letter.error} [not recorded in the tables: {because.message}]")
+    try:
+        runtime.dead_letters.record_in_blob(letter)
+    except Exception as exc:
+        return failed(Failure.from_exception(exc))
+    return ok()
+
+
+def dead_letter_of(record: dict[str, Any]) -> DeadLetter:
+    """The dead letter of a failed media file (``kind`` media) or event (``kind`` event).
+    Deterministic ids, so a replayed activity never doubles one."""
+    failure = Failure.from_dict(record["failure"])
+    if record["kind"] == "media":
+        task: dict[str, Any] = record["task"]
+        stage, key, payload, media = DOWNLOAD_STAGE, task["media_id"], task, task["media_id"]
+        reason = DeadLetterReason.EXHAUSTED if record["exhausted"] else DeadLetterReason.PERMANENT
+    else:
+        payload = record["event"]
+        stage, key, media = ENRICH_STAGE, payload["trace_id"], None
+        reason = DeadLetterReason.EXHAUSTED if failure.category.is_retryable else DeadLetterReason.PERMANENT
+    return DeadLetter(
+        id=f"{stage}:{key}",
+        domain=Domain.CLAIMX,
+        stage=stage,
+        reason=reason,
+        category=failure.category.value,
+        error=failure.message,
+        retry_count=int(record["retries"]),
+        payload=payload,
+        trace_id=payload["trace_id"],
+        media_id=media,
+        instance_id=record.get("instance_id"),
+        created_at=utc_now(),
+    )
 
 
 def failed_row(

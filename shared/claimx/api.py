@@ -28,7 +28,6 @@ import aiohttp
 from aiolimiter import AsyncLimiter
 
 from shared import metrics
-from shared.claimx import interim
 from shared.claimx.circuit import CircuitBreaker
 from shared.errors import ClassifiedError, ErrorCategory, Failure
 from shared.transfer.http import SimulationRouter, create_session
@@ -260,7 +259,7 @@ class ClaimXApi:
                 if exc.failure.category is not ErrorCategory.TRANSIENT or attempt == LOCAL_TRIES:
                     raise
                 metrics.add("claimx.api.local_retries")
-                await interim.sleep(self.api.backoff_seconds * 2 ** (attempt - 1))
+                await asyncio.sleep(self.api.backoff_seconds * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
     async def _once(self, method: str, path: str, params: Mapping[str, str] | None, body: Any) -> Any:

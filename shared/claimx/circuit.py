@@ -4,7 +4,7 @@
 Only retryable failures count (429, 5xx, timeouts, connection errors); any answer the service
 gives on purpose (2xx, 401, 404…) is a success for the breaker. While open, a call is refused at
 once with the moment it may be tried again, so an orchestration can sleep on a durable timer
-until then instead of spending its retries. Times come from the ClaimX clock seam.
+until then instead of spending its retries. Times come from the app's clock (``shared.clock``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from shared.claimx import interim
+from shared.clock import utc_now
 from shared.errors import ClassifiedError, ErrorCategory, Failure
 
 HALF_OPEN_RETRY_SECONDS = 5.0  # a call refused while the trial calls run waits this long (plus jitter)
@@ -54,7 +54,7 @@ class CircuitBreaker:
     open_seconds: float = 60.0
     half_open_calls: int = 3
     close_after_successes: int = 2
-    clock: Callable[[], datetime] = field(default=lambda: interim.now())
+    clock: Callable[[], datetime] = field(default=lambda: utc_now())
     jitter: Callable[[], float] = field(default=lambda: random.uniform(0, RETRY_JITTER_SECONDS))
     state: CircuitState = field(default=CircuitState.CLOSED, init=False)
     _failures: int = field(default=0, init=False)

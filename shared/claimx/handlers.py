@@ -19,7 +19,6 @@ from typing import Any
 from cachetools import TTLCache
 
 from shared.claimx import events as ev
-from shared.claimx import interim
 from shared.claimx.api import ClaimXApi
 from shared.claimx.paths import media_target
 from shared.claimx.tables import (
@@ -43,6 +42,7 @@ from shared.claimx.transformers import (
     template_row,
     video_row,
 )
+from shared.clock import utc_now
 from shared.errors import ClassifiedError, ErrorCategory, Failure
 from shared.lake.tables import Row
 from shared.transfer.urls import UrlPolicy
@@ -72,7 +72,7 @@ class ProjectCache:
 
     def __init__(self, ttl_seconds: int, maxsize: int = 50_000) -> None:
         self._stored: TTLCache[str, bool] = TTLCache(
-            maxsize=maxsize, ttl=max(ttl_seconds, 0) or 1e-9, timer=lambda: interim.now().timestamp()
+            maxsize=maxsize, ttl=max(ttl_seconds, 0) or 1e-9, timer=lambda: utc_now().timestamp()
         )
         self._enabled = ttl_seconds > 0
         self._inflight: dict[tuple[int, str], asyncio.Future[dict[str, Any]]] = {}

@@ -20,6 +20,7 @@ from shared import metrics
 from shared.claimx import interim
 from shared.claimx.events import ClaimXEvent, InvalidBody, parse_claimx_body
 from shared.claimx.tables import CLAIMX_EVENTS
+from shared.clock import utc_now
 from shared.domains import Domain
 from shared.errors import ErrorCategory
 from shared.lake.staging import StagingTable
@@ -111,7 +112,7 @@ class ClaimXIngestor:
         try:
             claimed = [(event, claim) for event, claim in zip(candidates, claims, strict=True) if claim]
             report.duplicates += len(candidates) - len(claimed)
-            created_at = interim.now()
+            created_at = utc_now()
             rows = [event_row(event, created_at=created_at) for event in skipped]
             rows += [event_row(event, created_at=created_at) for event, _ in claimed]
             if rows:
@@ -162,5 +163,5 @@ class ClaimXIngestor:
             error=body.reason,
             retry_count=0,
             payload=body.raw,
-            created_at=interim.now(),
+            created_at=utc_now(),
         )

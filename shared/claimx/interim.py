@@ -1,5 +1,5 @@
-"""Stand-ins for shared mechanisms that are still being built: a clock seam for "now", starting an
-orchestration idempotently, and a size check of a row before it is staged.
+"""Stand-ins for shared mechanisms that are still being built: starting an orchestration
+idempotently, and a size check of a row before it is staged.
 
 ClaimX reaches them only through this module, so each can be replaced by the shared mechanism
 in one place once it exists.
@@ -7,42 +7,15 @@ in one place once it exists.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared.errors import ClassifiedError, ErrorCategory, Failure
 
-Clock = Callable[[], datetime]
-
 # An Azure Table entity holds at most 1 MiB; strings count two bytes a character (UTF-16). A row
 # must leave room for the staging bookkeeping properties, so the cap is below the service limit.
 MAX_STAGED_ROW_BYTES = 900_000
-
-
-def _wall_clock() -> datetime:
-    return datetime.now(UTC)
-
-
-_clock: Clock = _wall_clock
-
-
-def now() -> datetime:
-    """The current time as ClaimX code sees it: the wall clock, or the local host's virtual clock."""
-    return _clock()
-
-
-def use_clock(clock: Clock | None) -> None:
-    """Make ``clock`` the source of "now" for ClaimX (``None`` restores the wall clock)."""
-    global _clock
-    _clock = clock or _wall_clock
-
-
-async def sleep(seconds: float) -> None:
-    """Back-off pauses inside one activity (they are short; durable timers do the long waits)."""
-    await asyncio.sleep(seconds)
 
 
 class Starter(Protocol):

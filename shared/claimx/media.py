@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import metrics
-from shared.claimx import interim
 from shared.claimx.api import ClaimXApi
 from shared.claimx.transformers import ident
+from shared.clock import utc_now
 from shared.config import Settings
 from shared.errors import ClassifiedError, ErrorCategory, Failure
 from shared.transfer.attachment import MIB, TransferRequest, TransferResult, transfer_attachment
@@ -73,7 +73,7 @@ async def download_media(
     link: str = task["url"]
     refreshed = resumed = 0
     info = parse_presigned(link)
-    if info is not None and info.expires_within(settings.transfer_timeout_seconds, interim.now()):
+    if info is not None and info.expires_within(settings.transfer_timeout_seconds, utc_now()):
         link = await refreshed_link(api, task["project_id"], task["media_id"])
         refreshed += 1
     while True:
@@ -85,7 +85,7 @@ async def download_media(
                 store=store,
                 policy=policy,
                 settings=settings,
-                now=interim.now(),
+                now=utc_now(),
                 extension=task["extension"],
             )
             return MediaDownload(result, refreshed, resumed)

@@ -29,8 +29,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
-from shared.claimx import interim
 from shared.claimx.ingest import Message
+from shared.clock import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ class ClaimXPoller:
 
     async def poll(self) -> PollReport:
         """One timer tick: the live track, then every open backfill, each up to ``max_batches``."""
-        until = kusto_time(interim.now() - VISIBILITY_LAG)
+        until = kusto_time(utc_now() - VISIBILITY_LAG)
         report = PollReport()
         for name in [LIVE, *await self.run(self.cursors.backfills)]:
             batches, handed = await self._run_track(name, until)

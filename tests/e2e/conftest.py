@@ -14,7 +14,7 @@ from claimsflow.azurite import Azurite
 from claimsflow.local_settings import sample_values
 from claimsflow.simulator import AttachmentSimulator
 from local_host import LocalHost, VirtualClock
-from shared.claimx import interim
+from shared.clock import install_clock, remove_clock
 from shared.runtime import get_runtime, reset_runtime
 from shared.storage import LakeLocation, StorageFactory
 from tests.e2e.harness import CLAIMX_TOKEN, START, Pipeline
@@ -27,8 +27,11 @@ async def make_pipeline(
     """``await make_pipeline(world, **settings)``: the app on a fresh task hub and lake, simulator in
     front; ``settings`` override the app's settings (the local host keeps the real storage)."""
     started: list[Pipeline] = []
+    clocks: list[VirtualClock] = []
 
-    async def make(world: dict[str, Any] | None = None, *, lake: str | None = None, **overrides: str) -> Pipeline:
+    async def make(
+        world: dict[str, Any] | None = None, *, lake: str | None = None, **overrides: str
+    ) -> Pipeline:
         """``lake``: share another pipeline's lake container (the same tables and files); in
         ``overrides``, ``{simulator}`` stands for the simulator's URL."""
         clock = VirtualClock(START)
@@ -59,7 +62,8 @@ async def make_pipeline(
         root = LakeLocation.parse(settings.lake_tables_uri)
         with contextlib.suppress(ResourceExistsError):
             StorageFactory(settings).lake_blob_service(root).create_container(root.container)
-        interim.use_clock(clock.now)
+        install_clock(clock)
+        clocks.append(clock)
         host = LocalHost(
             function_app.app, connection_string=azurite.connection_string, settings_env=env, clock=clock
         )
@@ -71,5 +75,6 @@ async def make_pipeline(
     yield make
     for pipeline in started:
         await pipeline.close()
-    interim.use_clock(None)
+    for clock in clocks:
+        remove_clock(clock)
     reset_runtime()

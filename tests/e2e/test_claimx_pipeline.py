@@ -387,7 +387,7 @@ async def test_an_expired_link_is_refreshed_before_the_retry(make_pipeline: Make
             media_item(61, size=5000, lifetime_ms=120_000),
             faults=[{"path_contains": "/media/61", "statuses": [503]}],
         ),
-        env={"TRANSFER_TIMEOUT_SECONDS": "60"},
+        TRANSFER_TIMEOUT_SECONDS="60",
     )
     await pipeline.deliver_claimx([claimx_body("PROJECT_FILE_ADDED", pid, AT, mediaId=61)])
     await pipeline.settle()
@@ -417,7 +417,7 @@ async def test_a_link_expiring_within_the_download_timeout_is_refreshed_first(
     pid = 5_400_008
     pipeline = await make_pipeline(
         _media_world(pid, media_item(68, size=900, lifetime_ms=30_000)),
-        env={"TRANSFER_TIMEOUT_SECONDS": "60"},
+        TRANSFER_TIMEOUT_SECONDS="60",
     )
     await pipeline.deliver_claimx([claimx_body("PROJECT_FILE_ADDED", pid, AT, mediaId=68)])
     await pipeline.settle()
@@ -594,7 +594,8 @@ async def test_the_poll_timer_hands_eventhouse_rows_to_the_ingest(make_pipeline:
             "claimx": {"projects": {str(p): project_export(p) for p in pids}},
             "eventhouse": {"ClaimXEvents": rows},
         },
-        env={"CLAIMX_EVENTHOUSE_CLUSTER_URL": "{simulator}", "CLAIMX_EVENTHOUSE_DATABASE": "claimx"},
+        CLAIMX_EVENTHOUSE_CLUSTER_URL="{simulator}",
+        CLAIMX_EVENTHOUSE_DATABASE="claimx",
     )
     outcome = await pipeline.host.fire_timer("claimx_poll")
     assert outcome.succeeded, outcome.errors

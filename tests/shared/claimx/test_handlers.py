@@ -17,9 +17,21 @@ from shared.claimx.api import ClaimXApi
 from shared.claimx.circuit import CircuitBreaker
 from shared.claimx.events import ClaimXEvent, parse_claimx_body
 from shared.claimx.handlers import Enrichment, Handlers, MediaLookup, ProjectCache
+from shared.clock import install_clock, remove_clock
 from shared.config import Settings
 from shared.errors import ClassifiedError, ErrorCategory
 from shared.transfer.urls import UrlPolicy
+
+
+class HandClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: list[datetime]) -> None:
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now[0]
+
 
 pytestmark = pytest.mark.unit
 
@@ -138,10 +150,9 @@ def mfn_trace() -> str:
 
 
 async def test_the_cache_expires_on_the_clock(make_handlers: MakeHandlers) -> None:
-    from shared.claimx import interim
-
     now = [datetime(2026, 11, 23, tzinfo=UTC)]
-    interim.use_clock(lambda: now[0])
+    clock = HandClock(now)
+    install_clock(clock)
     try:
         handlers, _ = await make_handlers(cache_ttl=60)
         await handlers.enrich(event("PROJECT_CREATED"))
@@ -152,7 +163,7 @@ async def test_the_cache_expires_on_the_clock(make_handlers: MakeHandlers) -> No
         again = await handlers.enrich(event("PROJECT_CREATED"))
         assert len(again.rows["claimx_projects"]) == 1
     finally:
-        interim.use_clock(None)
+        remove_clock(clock)
 
 
 async def test_task_rows_template_link_and_link_contact(make_handlers: MakeHandlers) -> None:

@@ -33,6 +33,7 @@ class Script:
     record: list[Any] = []
     recorded: list[dict[str, Any]] = []
     event_failures: list[dict[str, Any]] = []
+    in_blob: list[dict[str, Any]] = []
 
     @classmethod
     def reset(
@@ -40,7 +41,7 @@ class Script:
     ) -> None:
         cls.enrich, cls.download = list(enrich), list(download or [ok({"bytes": 1})])
         cls.record = list(record or [None])
-        cls.recorded, cls.event_failures = [], []
+        cls.recorded, cls.event_failures, cls.in_blob = [], [], []
 
 
 def answer(queue: list[Any]) -> Any:
@@ -73,17 +74,23 @@ def claimx_download(task: dict[str, Any]) -> dict[str, Any]:
     return answer(Script.download)  # type: ignore[no-any-return]
 
 
-@app.activity_trigger(input_name="record")
-def claimx_record_media(record: dict[str, Any]) -> dict[str, Any]:
+@app.activity_trigger(input_name="payload")
+def claimx_record_media_failure(payload: dict[str, Any]) -> dict[str, Any]:
     answer(Script.record)
-    Script.recorded.append(record)
-    return ok("uploaded" if record["outcome"]["ok"] else "failed_permanent")
+    Script.recorded.append(payload["record"])
+    return ok("exhausted" if payload["record"]["exhausted"] else "failed_permanent")
 
 
-@app.activity_trigger(input_name="record")
-def claimx_record_event_failure(record: dict[str, Any]) -> dict[str, Any]:
+@app.activity_trigger(input_name="payload")
+def claimx_record_event_failure(payload: dict[str, Any]) -> dict[str, Any]:
     answer(Script.record)
-    Script.event_failures.append(record)
+    Script.event_failures.append(payload["record"])
+    return ok(None)
+
+
+@app.activity_trigger(input_name="payload")
+def claimx_dead_letter_in_blob(payload: dict[str, Any]) -> dict[str, Any]:
+    Script.in_blob.append(payload["record"])
     return ok(None)
 
 
@@ -97,6 +104,7 @@ EVENT = {
 }
 TASK = {"media_id": "9", "trace_id": "t-1", "project_id": "5", "url": "https://h/m/9"}
 TRANSIENT = failed(Failure.of(ErrorCategory.TRANSIENT, "503", 503))
+PERMANENT = failed(Failure.of(ErrorCategory.PERMANENT, "404", 404))
 CIRCUIT = Failure.of(ErrorCategory.CIRCUIT_OPEN, "circuit claimx_api is open")
 
 
@@ -132,8 +140,9 @@ async def test_an_open_circuit_is_waited_for_without_spending_retries(host: Loca
         timedelta(seconds=60),
         timedelta(seconds=75),
     ]
-    [record] = Script.recorded
-    assert record["retries"] == 0 and record["outcome"]["ok"]
+    child = await host.get_status("claimx-t-1:9")
+    assert child is not None and '"status": "uploaded"' in child.output and '"retry_count": 0' in child.output
+    assert Script.recorded == []
 
 
 async def test_real_failures_still_spend_retries_between_circuit_waits(host: LocalHost) -> None:
@@ -166,27 +175,39 @@ async def test_media_download_waits_for_the_circuit_too(host: LocalHost) -> None
     Script.reset(enrich=[ok({"downloads": [TASK], "rejected": 0})], download=[refused(90), ok({"bytes": 3})])
     await run(host)
     assert timer_offsets(await host.get_history("claimx-t-1:9")) == [timedelta(seconds=90)]
+    child = await host.get_status("claimx-t-1:9")
+    assert child is not None and '"retry_count": 0' in child.output
+
+
+async def test_a_failed_download_is_recorded_with_its_retries(host: LocalHost) -> None:
+    Script.reset(enrich=[ok({"downloads": [TASK], "rejected": 0})], download=[TRANSIENT])
+    await run(host)
     [record] = Script.recorded
-    assert record["retries"] == 0 and record["outcome"] == ok({"bytes": 3})
+    assert (record["kind"], record["retries"], record["exhausted"]) == ("media", 4, True)
 
 
 async def test_a_record_step_is_retried_by_class(host: LocalHost) -> None:
     Script.reset(
         enrich=[ok({"downloads": [TASK], "rejected": 0})],
+        download=[PERMANENT],
         record=[RuntimeError("table service unavailable"), None],
     )
     status = await run(host)
     assert status.runtime_status == "Completed"
-    assert len(Script.recorded) == 1
+    assert len(Script.recorded) == 1 and Script.in_blob == []
     assert timer_offsets(await host.get_history("claimx-t-1:9")) == [timedelta(minutes=5)]
 
 
-async def test_a_record_that_keeps_failing_fails_the_instance(host: LocalHost) -> None:
+async def test_a_record_that_keeps_failing_goes_to_the_blob_and_fails_the_instance(host: LocalHost) -> None:
     Script.reset(
-        enrich=[ok({"downloads": [TASK], "rejected": 0})], record=[RuntimeError("table service down")]
+        enrich=[ok({"downloads": [TASK], "rejected": 0})],
+        download=[PERMANENT],
+        record=[RuntimeError("table service down")],
     )
     status = await run(host)
     child = await host.get_status("claimx-t-1:9")
     assert child is not None and child.runtime_status == "Failed"
-    assert "claimx_record_media failed after its retries" in str(child.output)
+    assert "claimx_record_media_failure failed for good" in str(child.output)
+    [saved] = Script.in_blob
+    assert saved["task"]["media_id"] == "9" and saved["unrecorded_because"]["category"] == "unknown"
     assert status.runtime_status == "Failed"

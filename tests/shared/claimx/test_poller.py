@@ -24,8 +24,20 @@ from shared.claimx.poller import (
     parse_kusto_time,
     request_backfill,
 )
+from shared.clock import install_clock, remove_clock
 from shared.config import Settings
 from shared.storage import StorageFactory
+
+
+class HandClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: list[datetime]) -> None:
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now[0]
+
 
 pytestmark = pytest.mark.azurite
 
@@ -128,10 +140,9 @@ async def test_2500_rows_across_three_polls_and_a_restart_exactly_once(
 async def test_rows_inside_the_visibility_lag_wait_for_the_next_poll(
     eventhouse: AttachmentSimulator, make_poller: MakePoller
 ) -> None:
-    from shared.claimx import interim
-
     now = [T0 + timedelta(seconds=10)]
-    interim.use_clock(lambda: now[0])
+    clock = HandClock(now)
+    install_clock(clock)
     try:
         eventhouse.world["eventhouse"][TABLE] += rows(3, at=T0, first=0)
         sink = Sink()
@@ -140,7 +151,7 @@ async def test_rows_inside_the_visibility_lag_wait_for_the_next_poll(
         now[0] = T0 + timedelta(seconds=31)
         assert (await poller.poll()).handed_on == 3
     finally:
-        interim.use_clock(None)
+        remove_clock(clock)
 
 
 async def test_a_batch_that_fails_to_be_handed_on_is_read_again(
