@@ -50,7 +50,7 @@ from shared.transfer.urls import UrlPolicy
 log = logging.getLogger(__name__)
 
 MEDIA_IDS_LIMIT = 5  # up to this many ids are asked for by id, more fetch the project's whole list
-MEDIA_BATCH_SECONDS = 0.02  # how long concurrent file events of one project gather before one call
+MEDIA_BATCH_SECONDS = 0.0  # file events that reach the lookup in one turn of the event loop share a call
 
 
 @dataclass(slots=True)
@@ -100,8 +100,9 @@ class ProjectCache:
 
 
 class MediaLookup:
-    """Media items by id. File events of one project that arrive together share one call: up to
-    five ids by ``mediaIds``, more by the project's whole list."""
+    """Media items by id. File events of one project that arrive together (in one turn of the
+    event loop, as concurrent activities do) share one call: up to five ids by ``mediaIds``, more
+    by the project's whole list. Waiting longer to gather more costs every event that latency."""
 
     def __init__(self, api: ClaimXApi, window_seconds: float = MEDIA_BATCH_SECONDS) -> None:
         self._api = api
