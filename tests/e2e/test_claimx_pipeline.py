@@ -208,7 +208,7 @@ async def test_processing_again_and_every_batch_twice_leave_every_table_unchange
     for batch in (bodies[:half], bodies[half:]):
         await first.deliver_claimx(batch)
         await first.host.run_until_idle()
-        await first.crash_and_restart()
+        await first.restart()
         await first.deliver_claimx(batch)  # the batch again, after the restart
     await first.settle()
     before, files = snapshot(first), first.claimx_files()
