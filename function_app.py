@@ -6,7 +6,7 @@ from __future__ import annotations
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions import health, housekeeping, lakehouse, xact
+from functions import claimx, health, housekeeping, lakehouse, xact
 from plugins import configured_plugins
 from shared.logs import install_redaction
 from shared.runtime import use_plugins
@@ -15,6 +15,7 @@ install_redaction()
 use_plugins(configured_plugins)
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(xact.bp)
+app.register_functions(claimx.bp)
 app.register_functions(lakehouse.bp)
 app.register_functions(housekeeping.bp)
 app.register_functions(health.bp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -20,7 +21,12 @@ def run(
     xact_events: Annotated[
         Path | None, typer.Option(help="JSON Lines file, one Event Hub message body per line")
     ] = None,
-    world: Annotated[Path | None, typer.Option(help="JSON world file with simulator faults")] = None,
+    claimx_events: Annotated[
+        Path | None, typer.Option(help="JSON Lines file of ClaimX webhook bodies, one per line")
+    ] = None,
+    world: Annotated[
+        Path | None, typer.Option(help="JSON world file: simulator faults, ClaimX API answers (claimx)")
+    ] = None,
     generate: Annotated[
         int | None, typer.Option(help="Generate N realistic sample events when no event file is given")
     ] = None,
@@ -37,7 +43,7 @@ def run(
     report: Annotated[Path | None, typer.Option(help="Write the run report as JSON to this path")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step, not only errors")] = False,
 ) -> None:
-    """Run the XACT pipeline locally: Azurite + local host + simulator, until everything settled."""
+    """Run the pipeline locally: Azurite + local host + simulator, until everything settled."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -47,10 +53,11 @@ def run(
     from claimsflow.summary import print_summary
     from shared.config import ConfigError
 
-    if xact_events is None and generate is None:
-        raise typer.BadParameter("give --xact-events PATH or --generate N")
+    if xact_events is None and claimx_events is None and generate is None:
+        raise typer.BadParameter("give --xact-events PATH, --claimx-events PATH or --generate N")
     options = RunOptions(
         xact_events=xact_events,
+        claimx_events=claimx_events,
         world=json.loads(world.read_text()) if world else None,
         generate=generate,
         redeliver=redeliver,
@@ -67,6 +74,38 @@ def run(
         report.write_text(json.dumps(result, indent=2, default=str))
     if not result["invariants"]["ok"]:
         raise typer.Exit(code=1)
+
+
+@app.command("claimx-backfill")
+def claimx_backfill(
+    start: Annotated[datetime, typer.Option(help="First ingestion time to read again (ISO, UTC if no zone)")],
+    end: Annotated[datetime, typer.Option(help="Last ingestion time to read again (ISO, UTC if no zone)")],
+) -> None:
+    """Ask the ClaimX poller to read the Eventhouse rows ingested in [START, END] again.
+
+    The request is stored beside the poller's cursor in the state account (``AzureWebJobsStorage``
+    and ``TASKHUB_NAME`` of the app); the next polls hand the rows on through the normal ingest,
+    whose dedup latch drops the events already processed.
+    """
+    from shared.claimx.poller import CursorStore, request_backfill
+    from shared.clock import utc_now
+    from shared.config import ConfigError, get_settings
+    from shared.storage import StorageFactory
+
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        typer.echo(f"claimsflow claimx-backfill: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    container = (
+        StorageFactory(settings).blob_service().get_container_client(settings.state_container("pollers"))
+    )
+    first, last = (value if value.tzinfo else value.replace(tzinfo=UTC) for value in (start, end))
+    try:
+        name = request_backfill(CursorStore(container), first, last, now=utc_now())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"backfill requested: {name} ({first.isoformat()} .. {last.isoformat()})")
 
 
 @app.command("version")

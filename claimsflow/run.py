@@ -1,9 +1,10 @@
-"""``claimsflow run``: the whole XACT pipeline on a laptop, start to settled.
+"""``claimsflow run``: the whole pipeline (XACT and ClaimX) on a laptop, start to settled.
 
 Storage is the account in ``AzureWebJobsStorage`` when it answers, else an Azurite started for
 the run (left running afterwards so the report's connection string and storage options open the
 results). The local host runs ``function_app.app``; the simulator answers for the allowlisted
-attachment hosts. Batches are delivered in file order, ``maxEventBatchSize`` at a time; with
+attachment hosts and the ClaimX API. Each hub's lines are delivered in file order,
+``maxEventBatchSize`` at a time, each line with its own fixed enqueued time; with
 ``redeliver`` each batch comes again after a restart (a new host process state: fresh
 memory, pending work resumed from storage).
 """
@@ -20,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,14 +31,17 @@ from azure.storage.blob import BlobServiceClient
 from deltalake.exceptions import TableNotFoundError
 
 from claimsflow.azurite import REPO_ROOT, Azurite
+from claimsflow.claimx_samples import generate as generate_claimx
 from claimsflow.local_settings import sample_values
 from claimsflow.samples import default_world, generate
 from shared import metrics
+from shared.clock import install_clock, remove_clock
 from shared.config import Settings
 from shared.runtime import reset_runtime
 from shared.storage import LakeLocation, StorageFactory
 
 if TYPE_CHECKING:
+    from claimsflow.simulator import AttachmentSimulator
     from local_host import LocalHost
 
 STATE_DIR = REPO_ROOT / ".claimsflow"
@@ -45,6 +49,7 @@ AZURITE_PID_FILE = STATE_DIR / "azurite.json"
 
 
 RUN_NAME = re.compile(r"^[a-z0-9]{1,32}$")
+SIMULATED_CLAIMX_TOKEN = "Y2xhaW1zZmxvdzpzaW11bGF0ZWQ="  # the simulator accepts any credential
 
 
 class RunError(RuntimeError):
@@ -54,6 +59,7 @@ class RunError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     xact_events: Path | None = None
+    claimx_events: Path | None = None
     world: dict[str, Any] | None = None
     generate: int | None = None
     redeliver: bool = False
@@ -77,8 +83,16 @@ def read_event_lines(path: Path) -> list[str]:
 
 
 def merge_worlds(base: dict[str, Any] | None, extra: dict[str, Any] | None) -> dict[str, Any]:
-    faults = list((extra or {}).get("faults", [])) + list((base or {}).get("faults", []))
-    return {**(base or {}), **(extra or {}), "faults": faults}
+    """``extra`` over ``base``: its faults first (first match wins), its ClaimX answers per id."""
+    base, extra = base or {}, extra or {}
+    merged = {**base, **extra, "faults": list(extra.get("faults", [])) + list(base.get("faults", []))}
+    if "claimx" in base or "claimx" in extra:
+        sections = set(base.get("claimx", {})) | set(extra.get("claimx", {}))
+        merged["claimx"] = {
+            name: {**base.get("claimx", {}).get(name, {}), **extra.get("claimx", {}).get(name, {})}
+            for name in sections
+        }
+    return merged
 
 
 def host_batch_size() -> int:
@@ -142,18 +156,26 @@ def run_environment(connection_string: str, simulator_url: str, run_name: str) -
         "TASKHUB_NAME": f"run{run_name}",
         "LAKE_TABLES_URI": os.environ.get("LAKE_TABLES_URI", f"{lake}/Tables"),
         "XACT_ATTACHMENTS_URI": os.environ.get("XACT_ATTACHMENTS_URI", f"{lake}/Files/xact/attachments"),
+        "CLAIMX_ATTACHMENTS_URI": os.environ.get(
+            "CLAIMX_ATTACHMENTS_URI", f"{lake}/Files/claimx/attachments"
+        ),
+        "CLAIMX_API_TOKEN": SIMULATED_CLAIMX_TOKEN,
+        "CLAIMX_API_RETRY_BACKOFF_SECONDS": "0.05",
     }
 
 
 async def run_pipeline(options: RunOptions) -> dict[str, Any]:
     from claimsflow.simulator import AttachmentSimulator
 
-    if options.xact_events is not None:
-        bodies = read_event_lines(options.xact_events)
+    if options.xact_events is not None or options.claimx_events is not None:
+        xact = read_event_lines(options.xact_events) if options.xact_events else []
+        claimx = read_event_lines(options.claimx_events) if options.claimx_events else []
         world = merge_worlds(None, options.world)
     else:
-        bodies = generate(options.generate or 0, seed=secrets.randbits(32))
-        world = merge_worlds(default_world(), options.world)
+        seed = secrets.randbits(32)
+        xact = generate(options.generate or 0, seed=seed)
+        claimx, claimx_world = generate_claimx(options.generate or 0, seed=seed)
+        world = merge_worlds(merge_worlds(default_world(), claimx_world), options.world)
 
     connection_string = os.environ.get("AzureWebJobsStorage", "UseDevelopmentStorage=true")
     started_azurite: Azurite | None = None
@@ -168,8 +190,9 @@ async def run_pipeline(options: RunOptions) -> dict[str, Any]:
         env = run_environment(connection_string, simulator.url, run_name)
         with environment(env):
             settings = Settings()
+            deliveries = [(settings.xact_eventhub_name, xact), (settings.claimx_eventhub_name, claimx)]
             try:
-                outcome = await _drive(settings, env, bodies, options.redeliver)
+                outcome = await _drive(settings, env, deliveries, options.redeliver, simulator)
                 return _report(
                     run_name,
                     settings,
@@ -207,52 +230,69 @@ async def _flush_everything(host: LocalHost, max_runs: int = 100) -> int:
     raise RunError(f"staging still holds rows after {max_runs} flushes")
 
 
-async def _drive(settings: Settings, env: dict[str, str], bodies: list[str], redeliver: bool) -> DriveOutcome:
+async def _drive(
+    settings: Settings,
+    env: dict[str, str],
+    deliveries: list[tuple[str, list[str]]],
+    redeliver: bool,
+    simulator: AttachmentSimulator,
+) -> DriveOutcome:
+    """Deliver each hub's lines in batches; every line keeps one enqueued time (a redelivered batch
+    carries the times the hub gave it first), then run everything to its end and flush."""
     import function_app
     from claimsflow.invariants import check_run
     from local_host import LocalHost, VirtualClock
     from shared.runtime import get_runtime
 
     storage = StorageFactory(settings)
-    for uri in (settings.lake_tables_uri, settings.xact_attachments_uri):
+    for uri in (settings.lake_tables_uri, settings.xact_attachments_uri, settings.claimx_attachments_uri):
         location = LakeLocation.parse(uri)
         with suppress(ResourceExistsError):
             storage.lake_blob_service(location).create_container(location.container)
 
     batch = host_batch_size()
     clock = VirtualClock(datetime.now(UTC))
+    simulator.clock = clock.now  # links the simulator signs follow the app's clock
+    install_clock(clock)
     reset_runtime()
     host = LocalHost(
         function_app.app, connection_string=settings.storage_connection_string, settings_env=env, clock=clock
     )
     await host.start()
     try:
-        for offset in range(0, len(bodies), batch):
-            chunk = [body.encode("utf-8") for body in bodies[offset : offset + batch]]
-            await host.deliver_event_hub(settings.xact_eventhub_name, chunk)
-            if redeliver:
-                # The restart: this process's memory is gone (dedup cache, in-flight work); a new
-                # host resumes from what storage holds, and the Event Hub delivers the batch again.
-                await host.stop()
-                await get_runtime().aclose()
-                reset_runtime()
-                host = LocalHost(
-                    function_app.app,
-                    connection_string=settings.storage_connection_string,
-                    settings_env=env,
-                    clock=clock,
-                )
-                await host.start()
-                await host.deliver_event_hub(settings.xact_eventhub_name, chunk)
-            await host.run_until_idle()
+        for hub, bodies in deliveries:
+            enqueued = [clock.now() + timedelta(milliseconds=n) for n in range(len(bodies))]
+            for offset in range(0, len(bodies), batch):
+                chunk = [body.encode("utf-8") for body in bodies[offset : offset + batch]]
+                times = enqueued[offset : offset + batch]
+                await host.deliver_event_hub(hub, chunk, enqueued_times=times)
+                if redeliver:
+                    # The restart: this process's memory is gone (dedup cache, in-flight work); a new
+                    # host resumes from what storage holds, and the Event Hub delivers the batch again.
+                    await host.stop()
+                    await get_runtime().aclose()
+                    reset_runtime()
+                    host = LocalHost(
+                        function_app.app,
+                        connection_string=settings.storage_connection_string,
+                        settings_env=env,
+                        clock=clock,
+                    )
+                    await host.start()
+                    await host.deliver_event_hub(hub, chunk, enqueued_times=times)
+                await host.run_until_idle()
         await host.run_until_idle()
         counts = await instance_counts(host)
         flushed = await _flush_everything(host)
         await _fire(host, "lakehouse_compact")
+        runtime = get_runtime()
+        for spec in runtime.tables:  # every table exists afterwards, empty ones too
+            await runtime.pool.run(runtime.lakehouse.writer(spec).table)
         invariants = await check_run(host, get_runtime())
     finally:
         await host.stop()
         await get_runtime().aclose()
+        remove_clock(clock)
     return DriveOutcome(
         completed=counts.get("Completed", 0),
         failed=counts.get("Failed", 0),
@@ -283,6 +323,7 @@ def _report(
     storage = StorageFactory(settings)
     tables_root = LakeLocation.parse(settings.lake_tables_uri)
     files_root = LakeLocation.parse(settings.xact_attachments_uri)
+    claimx_root = LakeLocation.parse(settings.claimx_attachments_uri)
     options = storage.delta_storage_options(tables_root)
     tables: dict[str, Any] = {}
     for spec in LAKE_TABLES:
@@ -297,19 +338,22 @@ def _report(
         dead_letters = len(runtime.dead_letters.list(limit=1_000_000))
     finally:
         runtime.close()
+    domains = ("xact", "claimx")
     return {
         "run_name": run_name,
         "events": {
-            "xact": {
-                key: counters.get(f"xact.events.{key}", 0)
+            domain: {
+                key: counters.get(f"{domain}.events.{key}", 0)
                 for key in ("received", "accepted", "duplicates", "skipped", "invalid")
             }
+            for domain in domains
         },
         "attachments": {
-            "xact": {
-                key: counters.get(f"xact.attachments.{key}", 0)
+            domain: {
+                key: counters.get(f"{domain}.attachments.{key}", 0)
                 for key in ("uploaded", "rejected", "dead_lettered")
             }
+            for domain in domains
         },
         "dead_letters": dead_letters,
         "orchestrations": {"completed": outcome.completed, "failed": outcome.failed},
@@ -317,7 +361,10 @@ def _report(
         "invariants": outcome.invariants,
         "tables": tables,
         "storage_options": options,
-        "files": {"xact": {"container": files_root.container, "prefix": files_root.path + "/"}},
+        "files": {
+            "xact": {"container": files_root.container, "prefix": files_root.path + "/"},
+            "claimx": {"container": claimx_root.container, "prefix": claimx_root.path + "/"},
+        },
         "storage_connection_string": settings.storage_connection_string,
         "elapsed_seconds": round(elapsed, 2),
         "azurite_started_for_run": azurite_started,

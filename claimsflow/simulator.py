@@ -6,6 +6,9 @@ parameter, default 4096). Bodies are generated lazily; big ones are cached on di
 complete answer (never held whole in memory). HEAD, Range / If-Range, ETag and S3-style expiry
 (``X-Amz-Date`` + ``X-Amz-Expires`` → 403 once expired) behave like S3.
 
+ClaimX requests (the API, media links on the ClaimX web hosts, Eventhouse queries) are answered
+by :mod:`claimsflow.claimx_simulator` from the world's ``claimx`` and ``eventhouse`` sections.
+
 Faults come from a "world" dict, first matching entry wins (``path_contains`` is matched against
 the URL path)::
 
@@ -41,6 +44,7 @@ from typing import Any
 
 from aiohttp import web
 
+from claimsflow.claimx_simulator import ClaimXSimulator
 from shared.transfer.filetypes import extension_of, natural_content_type
 
 DEFAULT_SIZE = 4096
@@ -84,6 +88,7 @@ class RequestRecord:
     query: str
     range: str | None
     if_range: str | None
+    authorization: str | None = None
     status: int = 0
     bytes_sent: int = 0
 
@@ -135,6 +140,7 @@ class AttachmentSimulator:
 
     def __post_init__(self) -> None:
         self._faults = [_Fault(dict(spec)) for spec in self.world.get("faults", [])]
+        self.claimx = ClaimXSimulator(self.world, clock=lambda: self.clock())
         self._runner: web.AppRunner | None = None
         self._cache_dir: Path | None = None
         self._cache: dict[tuple[str, int], Path] = {}
@@ -196,6 +202,7 @@ class AttachmentSimulator:
             request.rel_url.raw_query_string,
             request.headers.get("Range"),
             request.headers.get("If-Range"),
+            request.headers.get("Authorization"),
         )
         self.requests.append(record)
         try:
@@ -207,8 +214,6 @@ class AttachmentSimulator:
         return response
 
     async def _answer(self, request: web.Request, path: str, record: RequestRecord) -> web.StreamResponse:
-        if request.method not in ("GET", "HEAD"):
-            return web.Response(status=405)
         fault = self._fault(path, "statuses")
         status = fault.take_status() if fault else None
         if status is not None:
@@ -218,6 +223,11 @@ class AttachmentSimulator:
             return web.Response(
                 status=int(fault.spec.get("status", 302)), headers={"Location": str(fault.spec["redirect"])}
             )
+        claimx = await self.claimx.answer(request, path)
+        if claimx is not None:
+            return claimx
+        if request.method not in ("GET", "HEAD"):
+            return web.Response(status=405)
         expired = self._s3_expiry(request)
         if expired is not None:
             return expired

@@ -10,20 +10,24 @@ from rich.table import Table
 
 def print_summary(report: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
-    events = report["events"]["xact"]
-    attachments = report["attachments"]["xact"]
     overview = Table(title="claimsflow run", show_header=False, title_justify="left")
     overview.add_column("what", style="bold")
     overview.add_column("count", justify="right")
     overview.add_row("Run name", str(report["run_name"]))
-    overview.add_row("XACT events received", str(events["received"]))
-    overview.add_row("  accepted", str(events["accepted"]))
-    overview.add_row("  duplicates", str(events["duplicates"]))
-    overview.add_row("  skipped (no assignment id)", str(events["skipped"]))
-    overview.add_row("  invalid (dead-lettered)", str(events["invalid"]))
-    overview.add_row("Attachments uploaded", str(attachments["uploaded"]))
-    overview.add_row("  rejected before download", str(attachments["rejected"]))
-    overview.add_row("  dead-lettered after retries", str(attachments["dead_lettered"]))
+    skipped = {"xact": "skipped (no assignment id)", "claimx": "skipped (unknown event type)"}
+    for domain, label in (("xact", "XACT"), ("claimx", "ClaimX")):
+        events = report["events"][domain]
+        attachments = report["attachments"][domain]
+        if not events["received"]:
+            continue
+        overview.add_row(f"{label} events received", str(events["received"]))
+        overview.add_row("  accepted", str(events["accepted"]))
+        overview.add_row("  duplicates", str(events["duplicates"]))
+        overview.add_row(f"  {skipped[domain]}", str(events["skipped"]))
+        overview.add_row("  invalid (dead-lettered)", str(events["invalid"]))
+        overview.add_row(f"{label} files uploaded", str(attachments["uploaded"]))
+        overview.add_row("  rejected before download", str(attachments["rejected"]))
+        overview.add_row("  dead-lettered", str(attachments["dead_lettered"]))
     overview.add_row("Dead letters (all)", str(report["dead_letters"]))
     orchestrations = report["orchestrations"]
     overview.add_row(
@@ -47,10 +51,10 @@ def print_summary(report: dict[str, Any], console: Console | None = None) -> Non
     for name, info in report["tables"].items():
         tables.add_row(name, str(info["rows"]), info["uri"])
     console.print(tables)
-    files = report["files"]["xact"]
-    console.print(
-        f"Attachment files: container [bold]{files['container']}[/] prefix [bold]{files['prefix']}[/]"
-    )
+    for domain, files in report["files"].items():
+        console.print(
+            f"{domain} files: container [bold]{files['container']}[/] prefix [bold]{files['prefix']}[/]"
+        )
     if report.get("azurite_started_for_run"):
         console.print(
             "Azurite was started for this run and keeps running so the results can be opened; "

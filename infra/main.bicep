@@ -52,6 +52,15 @@ param lakeTablesUri string = ''
 @description('abfss:// URI of the XACT attachment folder. Empty: derived from lakeTablesUri (Tables -> Files/xact/attachments).')
 param xactAttachmentsUri string = ''
 
+@description('abfss:// URI of the ClaimX media folder. Empty: derived from lakeTablesUri (Tables -> Files/claimx/attachments).')
+param claimxAttachmentsUri string = ''
+
+@description('Eventhouse (Kusto) cluster URL holding the ClaimX events table; empty leaves the ClaimX poller off.')
+param claimxEventhouseClusterUrl string = ''
+
+@description('Eventhouse database of the ClaimX events table.')
+param claimxEventhouseDatabase string = ''
+
 @minValue(1)
 @maxValue(32)
 @description('Partitions per event hub. Fixed after creation on Standard; it caps the Event Hub trigger scale-out.')
@@ -104,6 +113,7 @@ var lakeAccountName = '${abbrs.storageStorageAccounts}lake${resourceToken}'
 var lakeContainerName = 'lakehouse'
 var lakeDfsHost = '${lakeAccountName}.dfs.${environment().suffixes.storage}'
 var effectiveTablesUri = useLakeAccount ? 'abfss://${lakeContainerName}@${lakeDfsHost}/Tables' : lakeTablesUri
+var effectiveClaimxAttachmentsUri = !empty(claimxAttachmentsUri) ? claimxAttachmentsUri : replace(effectiveTablesUri, '/Tables', '/Files/claimx/attachments')
 var effectiveAttachmentsUri = !empty(xactAttachmentsUri) ? xactAttachmentsUri : replace(effectiveTablesUri, '/Tables', '/Files/xact/attachments')
 
 // One reader per source: each gets its own consumer group so offsets never interfere.
@@ -331,10 +341,15 @@ module api 'app/api.bicep' = {
     eventHubNamespaceName: eventHubNamespace.outputs.name
     xactEventHubName: eventHubs[0].name
     xactConsumerGroup: eventHubs[0].consumerGroup
+    claimxEventHubName: eventHubs[1].name
+    claimxConsumerGroup: eventHubs[1].consumerGroup
     appInsightsConnectionString: appInsights.outputs.connectionString
     keyVaultName: keyVault.outputs.name
     lakeTablesUri: effectiveTablesUri
     xactAttachmentsUri: effectiveAttachmentsUri
+    claimxAttachmentsUri: effectiveClaimxAttachmentsUri
+    claimxEventhouseClusterUrl: claimxEventhouseClusterUrl
+    claimxEventhouseDatabase: claimxEventhouseDatabase
     taskHubName: taskHubName
     durableTaskSchedulerEndpoint: durableBackend == 'DurableTaskScheduler' ? durableTaskScheduler.outputs.endpoint : ''
     pythonVersion: pythonVersion

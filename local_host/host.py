@@ -162,9 +162,12 @@ class LocalHost:
         partition_id: str = "0",
         partition_key: str | None = None,
         properties: Sequence[dict[str, Any]] | None = None,
+        enqueued_times: Sequence[datetime] | None = None,
     ) -> list[DeliveryOutcome]:
         """Deliver one batch to every Event Hub function listening on ``hub_name`` (its own consumer
-        group each); a failing function gets the same batch again while its retry policy allows."""
+        group each); a failing function gets the same batch again while its retry policy allows.
+        ``enqueued_times`` (one per body) replays messages with the times the hub gave them first;
+        by default every message is enqueued now."""
         targets = [
             f
             for f in self.functions.values()
@@ -183,6 +186,7 @@ class LocalHost:
                 bodies=bodies,
                 cursor=PartitionCursor(cursor.next_sequence, cursor.next_offset),
                 enqueued_time=self.clock.now(),
+                enqueued_times=enqueued_times,
                 partition_key=partition_key,
                 properties=properties,
                 function_name=function.name,

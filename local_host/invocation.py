@@ -84,12 +84,18 @@ def build_event_hub_batch(
     cursor: PartitionCursor,
     enqueued_time: datetime,
     partition_key: str | None,
+    enqueued_times: Sequence[datetime] | None = None,
     properties: Sequence[dict[str, Any]] | None,
     function_name: str,
 ) -> list[func.EventHubEvent]:
     """A ``cardinality=many`` batch built by the library's ``EventHubTriggerConverter`` from the
     trigger metadata the Event Hubs extension sends (``SystemPropertiesArray`` and the arrays)."""
     raw = [b.encode() if isinstance(b, str) else bytes(b) for b in bodies]
+    if enqueued_times is not None and len(enqueued_times) != len(raw):
+        raise ValueError("enqueued_times must have one entry per body")
+    times = (
+        [timestamp(t) for t in enqueued_times] if enqueued_times else [timestamp(enqueued_time)] * len(raw)
+    )
     enqueued = timestamp(enqueued_time)
     sequences, offsets = [], []
     for body in raw:
@@ -101,14 +107,14 @@ def build_event_hub_batch(
         {
             "x-opt-sequence-number": seq,
             "x-opt-offset": str(off),
-            "x-opt-enqueued-time": enqueued,
+            "x-opt-enqueued-time": at,
             "x-opt-partition-key": partition_key,
             "SequenceNumber": seq,
             "Offset": str(off),
             "PartitionKey": partition_key,
-            "EnqueuedTimeUtc": enqueued,
+            "EnqueuedTimeUtc": at,
         }
-        for seq, off in zip(sequences, offsets, strict=True)
+        for seq, off, at in zip(sequences, offsets, times, strict=True)
     ]
     user_properties = list(properties) if properties is not None else [{} for _ in raw]
     if len(user_properties) != len(raw):
@@ -124,7 +130,7 @@ def build_event_hub_batch(
         "PartitionKeyArray": meta.Datum(json.dumps([partition_key] * len(raw)), "json"),
         "OffsetArray": meta.Datum(json.dumps([str(o) for o in offsets]), "json"),
         "SequenceNumberArray": meta.Datum(json.dumps(sequences), "json"),
-        "EnqueuedTimeUtcArray": meta.Datum(json.dumps([enqueued] * len(raw)), "json"),
+        "EnqueuedTimeUtcArray": meta.Datum(json.dumps(times), "json"),
         "PropertiesArray": meta.Datum(json.dumps(user_properties), "json"),
         "SystemPropertiesArray": meta.Datum(json.dumps(system), "json"),
         "sys": meta.Datum(

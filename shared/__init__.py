@@ -10,6 +10,7 @@ nothing below them. The sub-packages, from the bottom up:
 * ``transfer``: moving one file from a URL into the attachment store.
 * ``plugins``: the plugin framework.
 * ``xact``: the XACT domain.
+* ``claimx``: the ClaimX domain.
 
 ``durable``, ``runtime`` and ``health`` wire those together. Nothing here imports ``functions``,
 the top-level ``plugins``, ``local_host`` or ``claimsflow``.

@@ -13,7 +13,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     eventhub_namespace: str | None = Field(None, alias="EventHubConnection__fullyQualifiedNamespace")
     xact_eventhub_name: str = Field("xactanalysis", alias="XACT_EVENTHUB_NAME")
     xact_consumer_group: str = Field("claimsflow-xact", alias="XACT_EVENTHUB_CONSUMER_GROUP")
+    claimx_eventhub_name: str = Field("claimxperience", alias="CLAIMX_EVENTHUB_NAME")
+    claimx_consumer_group: str = Field("claimsflow-claimx", alias="CLAIMX_EVENTHUB_CONSUMER_GROUP")
 
     # Durable task hub (host.json reads it as %TASKHUB_NAME%).
     taskhub_name: str = Field("claimsflow", alias="TASKHUB_NAME", pattern=r"^[A-Za-z][A-Za-z0-9]{2,44}$")
@@ -94,7 +96,30 @@ class Settings(BaseSettings):
         "abfss://lakehouse@devstoreaccount1.dfs.core.windows.net/Files/xact/attachments",
         alias="XACT_ATTACHMENTS_URI",
     )
+    claimx_attachments_uri: str = Field(
+        "abfss://lakehouse@devstoreaccount1.dfs.core.windows.net/Files/claimx/attachments",
+        alias="CLAIMX_ATTACHMENTS_URI",
+    )
     attachment_api: AttachmentApi = Field(AttachmentApi.BLOB, alias="ATTACHMENT_API")
+
+    # ClaimX REST API (one client per process).
+    claimx_api_url: str = Field("https://www.claimxperience.com/service/cxedirest", alias="CLAIMX_API_URL")
+    claimx_api_token: SecretStr | None = Field(None, alias="CLAIMX_API_TOKEN")
+    claimx_api_timeout_seconds: float = Field(30, alias="CLAIMX_API_TIMEOUT_SECONDS", gt=0)
+    claimx_api_concurrency: int = Field(20, alias="CLAIMX_API_CONCURRENCY", ge=1, le=500)
+    claimx_api_rate_limit_per_second: float = Field(0, alias="CLAIMX_API_RATE_LIMIT_PER_SECOND", ge=0)
+    claimx_api_retry_backoff_seconds: float = Field(1.0, alias="CLAIMX_API_RETRY_BACKOFF_SECONDS", ge=0)
+    claimx_sender_username: str = Field("", alias="CLAIMX_SENDER_USERNAME")
+    claimx_project_cache_ttl_seconds: int = Field(900, alias="CLAIMX_PROJECT_CACHE_TTL_SECONDS", ge=0)
+
+    # ClaimX Eventhouse poller: off unless the cluster URL is set.
+    claimx_eventhouse_cluster_url: str | None = Field(None, alias="CLAIMX_EVENTHOUSE_CLUSTER_URL")
+    claimx_eventhouse_database: str = Field("", alias="CLAIMX_EVENTHOUSE_DATABASE")
+    claimx_eventhouse_table: str = Field(
+        "ClaimXEvents", alias="CLAIMX_EVENTHOUSE_TABLE", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+    )
+    claimx_poll_schedule: str = Field("*/30 * * * * *", alias="CLAIMX_POLL_SCHEDULE")
+    claimx_poll_batch_size: int = Field(1000, alias="CLAIMX_POLL_BATCH_SIZE", ge=1, le=50_000)
 
     # Behaviour.
     retry_delays_seconds: Annotated[tuple[int, ...], NoDecode] = Field(
@@ -184,6 +209,10 @@ class Settings(BaseSettings):
     def state_container(self, suffix: str) -> str:
         """Name of a state blob container (leases, large dead-letter payloads)."""
         return f"{self.taskhub_name.lower()}-{suffix}"
+
+    @property
+    def claimx_poller_enabled(self) -> bool:
+        return bool(self.claimx_eventhouse_cluster_url)
 
     @property
     def max_attempts(self) -> int:

@@ -5,12 +5,16 @@ Python's ``RetryOptions`` has no backoff list and no error predicate, so the loo
 PERMANENT stops at once; TRANSIENT, AUTH, CIRCUIT_OPEN and UNKNOWN wait ``delays[n]`` and try
 again, so ``len(delays)`` retries follow the first attempt (docs/architecture.md, section 5).
 Activities return :func:`ok` / :func:`failed` envelopes; an activity that raises counts as UNKNOWN.
+
+A caller that passes ``circuit_waits`` waits for an open circuit instead: a CIRCUIT_OPEN outcome
+that says when the circuit may be tried again (:func:`refused_until`) sleeps on a durable timer
+until then and tries again without spending a retry, at most ``circuit_waits`` times per call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.errors import MAX_ERROR_CHARS, ErrorCategory, Failure
@@ -27,6 +31,11 @@ def failed(failure: Failure) -> Outcome:
     return {"ok": False, "failure": failure.to_dict()}
 
 
+def refused_until(failure: Failure, retry_at: datetime) -> Outcome:
+    """A refusal by an open circuit, with the moment the call may be tried again."""
+    return {"ok": False, "failure": failure.to_dict(), "retry_at": retry_at.isoformat()}
+
+
 def outcome_failure(outcome: Outcome) -> Failure | None:
     return None if outcome["ok"] else Failure.from_dict(outcome["failure"])
 
@@ -38,17 +47,34 @@ def activity_exception_failure(exc: BaseException) -> Failure:
 
 
 def call_with_retries(
-    context: Any, activity: str, payload: dict[str, Any], delays: Sequence[int]
+    context: Any,
+    activity: str,
+    payload: dict[str, Any],
+    delays: Sequence[int],
+    *,
+    circuit_waits: int = 0,
 ) -> Generator[Any, Any, tuple[Outcome, int]]:
     """``outcome, retries = yield from call_with_retries(...)`` inside an orchestrator."""
     retries = 0
+    waits = 0
     while True:
         try:
             outcome: Outcome = yield context.call_activity(activity, {**payload, "retry_count": retries})
         except Exception as exc:  # the activity raised: unexpected, classified UNKNOWN
             outcome = failed(activity_exception_failure(exc))
         failure = outcome_failure(outcome)
-        if failure is None or not failure.category.is_retryable or retries >= len(delays):
+        if failure is None or not failure.category.is_retryable:
+            return outcome, retries
+        retry_at = outcome.get("retry_at")
+        if failure.category is ErrorCategory.CIRCUIT_OPEN and retry_at and waits < circuit_waits:
+            waits += 1
+            now: datetime = context.current_utc_datetime
+            fire_at = datetime.fromisoformat(retry_at)
+            if now.tzinfo is None:
+                fire_at = fire_at.astimezone(UTC).replace(tzinfo=None)
+            yield context.create_timer(max(fire_at, now + timedelta(seconds=1)))
+            continue
+        if retries >= len(delays):
             return outcome, retries
         fire_at = context.current_utc_datetime + timedelta(seconds=delays[retries])
         yield context.create_timer(fire_at)

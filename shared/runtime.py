@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceExistsError
 
+from shared.claimx.tables import CLAIMX_TABLES
 from shared.clock import utc_now
 from shared.config import Settings, get_settings
 from shared.lake.lakehouse import Lakehouse
@@ -32,10 +33,11 @@ if TYPE_CHECKING:
     import aiohttp
     from azure.data.tables import TableClient
 
+    from shared.claimx.services import ClaimXServices
     from shared.transfer.stores import AttachmentStore
     from shared.transfer.urls import UrlPolicy
 
-LAKE_TABLES = TableCatalog(XACT_TABLES)
+LAKE_TABLES = TableCatalog((*XACT_TABLES, *CLAIMX_TABLES))
 
 
 class Runtime:
@@ -46,7 +48,7 @@ class Runtime:
         self.tables = LAKE_TABLES
         self.plugins = plugins if plugins is not None else PluginRegistry()
         self._sessions: dict[int, aiohttp.ClientSession] = {}
-        self._stores: dict[int, AttachmentStore] = {}
+        self._stores: dict[tuple[int, str], AttachmentStore] = {}
 
     def _table(self, name: str) -> TableClient:
         service = self.storage.table_service()
@@ -107,24 +109,34 @@ class Runtime:
             session = self._sessions[key] = create_session(self.settings, policy=self.url_policy)
         return session
 
-    def attachment_store(self) -> AttachmentStore:
+    def attachment_store(self, uri: str | None = None) -> AttachmentStore:
+        """The store for ``uri`` (default ``XACT_ATTACHMENTS_URI``), one per event loop."""
         from shared.transfer.stores import open_attachment_store
 
-        key = id(asyncio.get_running_loop())
+        uri = uri or self.settings.xact_attachments_uri
+        key = (id(asyncio.get_running_loop()), uri)
         store = self._stores.get(key)
         if store is None:
-            store = self._stores[key] = open_attachment_store(self.settings, self.storage)
+            store = self._stores[key] = open_attachment_store(self.settings, self.storage, uri)
         return store
+
+    @cached_property
+    def claimx(self) -> ClaimXServices:
+        """ClaimX's per-process parts: API client, circuit breaker, project cache."""
+        from shared.claimx.services import ClaimXServices
+
+        return ClaimXServices(self.settings)
 
     async def aclose(self) -> None:
         """Close the clients bound to the running loop."""
-        key = id(asyncio.get_running_loop())
-        session = self._sessions.pop(key, None)
+        loop = id(asyncio.get_running_loop())
+        session = self._sessions.pop(loop, None)
         if session is not None:
             await session.close()
-        store = self._stores.pop(key, None)
-        if store is not None:
-            await store.close()
+        for key in [key for key in self._stores if key[0] == loop]:
+            await self._stores.pop(key).close()
+        if "claimx" in self.__dict__:
+            await self.claimx.aclose()
 
     def close(self) -> None:
         """Stop the blocking-I/O pool (the process is done with this runtime)."""

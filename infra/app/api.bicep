@@ -16,11 +16,17 @@ param deploymentContainerName string
 param eventHubNamespaceName string
 param xactEventHubName string
 param xactConsumerGroup string
+param claimxEventHubName string
+param claimxConsumerGroup string
 @secure()
 param appInsightsConnectionString string
 param keyVaultName string
 param lakeTablesUri string
 param xactAttachmentsUri string
+param claimxAttachmentsUri string
+@description('Eventhouse (Kusto) cluster URL of the ClaimX events table; empty leaves the poller off.')
+param claimxEventhouseClusterUrl string = ''
+param claimxEventhouseDatabase string = ''
 param taskHubName string
 @description('Durable Task Scheduler endpoint; empty selects the Azure Storage backend from host.json.')
 param durableTaskSchedulerEndpoint string = ''
@@ -72,6 +78,23 @@ var appSettings = {
   FLUSH_MAX_ROWS: '5000'
   VACUUM_RETENTION_HOURS: '168'
   INSTANCE_RETENTION_DAYS: '30'
+  // ClaimX: its own consumer group, the REST API (token from Key Vault), the Eventhouse poller.
+  CLAIMX_EVENTHUB_NAME: claimxEventHubName
+  CLAIMX_EVENTHUB_CONSUMER_GROUP: claimxConsumerGroup
+  CLAIMX_ATTACHMENTS_URI: claimxAttachmentsUri
+  CLAIMX_API_URL: 'https://www.claimxperience.com/service/cxedirest'
+  CLAIMX_API_TOKEN: '${keyVaultRefPrefix}claimx-api-token)'
+  CLAIMX_API_TIMEOUT_SECONDS: '30'
+  CLAIMX_API_CONCURRENCY: '20'
+  CLAIMX_API_RATE_LIMIT_PER_SECOND: '0'
+  CLAIMX_API_RETRY_BACKOFF_SECONDS: '1'
+  CLAIMX_SENDER_USERNAME: ''
+  CLAIMX_PROJECT_CACHE_TTL_SECONDS: '900'
+  CLAIMX_EVENTHOUSE_CLUSTER_URL: claimxEventhouseClusterUrl
+  CLAIMX_EVENTHOUSE_DATABASE: claimxEventhouseDatabase
+  CLAIMX_EVENTHOUSE_TABLE: 'ClaimXEvents'
+  CLAIMX_POLL_SCHEDULE: '*/30 * * * * *'
+  CLAIMX_POLL_BATCH_SIZE: '1000'
 }
 
 // Durable Task Scheduler: host.json stays on AzureStorage; these host-level overrides switch the

@@ -49,6 +49,23 @@ locals {
     FLUSH_MAX_ROWS               = "5000"
     VACUUM_RETENTION_HOURS       = "168"
     INSTANCE_RETENTION_DAYS      = "30"
+    # ClaimX: its own consumer group, the REST API (token from Key Vault), the Eventhouse poller.
+    CLAIMX_EVENTHUB_NAME             = azurerm_eventhub.source["claimxperience"].name
+    CLAIMX_EVENTHUB_CONSUMER_GROUP   = azurerm_eventhub_consumer_group.reader["claimxperience"].name
+    CLAIMX_ATTACHMENTS_URI           = local.claimx_attachments_uri
+    CLAIMX_API_URL                   = "https://www.claimxperience.com/service/cxedirest"
+    CLAIMX_API_TOKEN                 = "${local.key_vault_ref_prefix}claimx-api-token)"
+    CLAIMX_API_TIMEOUT_SECONDS       = "30"
+    CLAIMX_API_CONCURRENCY           = "20"
+    CLAIMX_API_RATE_LIMIT_PER_SECOND = "0"
+    CLAIMX_API_RETRY_BACKOFF_SECONDS = "1"
+    CLAIMX_SENDER_USERNAME           = ""
+    CLAIMX_PROJECT_CACHE_TTL_SECONDS = "900"
+    CLAIMX_EVENTHOUSE_CLUSTER_URL    = var.claimx_eventhouse_cluster_url
+    CLAIMX_EVENTHOUSE_DATABASE       = var.claimx_eventhouse_database
+    CLAIMX_EVENTHOUSE_TABLE          = "ClaimXEvents"
+    CLAIMX_POLL_SCHEDULE             = "*/30 * * * * *"
+    CLAIMX_POLL_BATCH_SIZE           = "1000"
   }
 
   # Durable Task Scheduler: host.json stays on AzureStorage; host-level overrides switch the provider

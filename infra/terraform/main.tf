@@ -14,6 +14,8 @@ locals {
   lake_tables_uri    = local.use_lake_account ? "abfss://${local.lake_container}@${local.lake_account_name}.dfs.core.windows.net/Tables" : var.lake_tables_uri
   xact_attachments_uri = (var.xact_attachments_uri != "" ? var.xact_attachments_uri
   : replace(local.lake_tables_uri, "/Tables", "/Files/xact/attachments"))
+  claimx_attachments_uri = (var.claimx_attachments_uri != "" ? var.claimx_attachments_uri
+  : replace(local.lake_tables_uri, "/Tables", "/Files/claimx/attachments"))
 
   # One reader per source: each gets its own consumer group.
   event_hubs = {

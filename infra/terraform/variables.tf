@@ -75,6 +75,24 @@ variable "xact_attachments_uri" {
   default     = ""
 }
 
+variable "claimx_attachments_uri" {
+  description = "abfss:// URI of the ClaimX media folder. Empty: derived from the tables URI (Tables -> Files/claimx/attachments)."
+  type        = string
+  default     = ""
+}
+
+variable "claimx_eventhouse_cluster_url" {
+  description = "Eventhouse (Kusto) cluster URL holding the ClaimX events table. Empty leaves the ClaimX poller off."
+  type        = string
+  default     = ""
+}
+
+variable "claimx_eventhouse_database" {
+  description = "Eventhouse database of the ClaimX events table."
+  type        = string
+  default     = ""
+}
+
 variable "eventhub_partition_count" {
   description = "Partitions per event hub; caps the Event Hub trigger scale-out and cannot be changed later on Standard."
   type        = number

@@ -136,11 +136,15 @@ async def transfer_attachment(
     policy: UrlPolicy,
     settings: Settings,
     now: datetime,
+    extension: str | None = None,
 ) -> TransferResult:
-    """Copy ``request.url`` to ``request.blob_path`` once; raises :class:`ClassifiedError` on failure."""
+    """Copy ``request.url`` to ``request.blob_path`` once; raises :class:`ClassifiedError` on failure.
+
+    ``extension`` is the file's allowed extension when the caller found it elsewhere than in the
+    URL (a ClaimX media name); by default it comes from the URL and must be allowed."""
     policy.check(request.url)
     check_not_expired(request.url, now)
-    extension = require_allowed_extension(request.url)
+    extension = extension or require_allowed_extension(request.url)
     job = _Transfer(request, session, store, policy, settings, now, extension)
     try:
         async with asyncio.timeout(settings.transfer_timeout_seconds):

@@ -105,6 +105,20 @@ def _router_middleware(router: SimulationRouter) -> ClientMiddlewareType:
     return middleware
 
 
+def _host_headers_middleware(host_headers: Mapping[str, Mapping[str, str]]) -> ClientMiddlewareType:
+    hosts = {host.lower().rstrip("."): dict(headers) for host, headers in host_headers.items()}
+
+    async def middleware(
+        request: aiohttp.ClientRequest, handler: ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        extra = hosts.get((request.url.host or "").lower().rstrip("."))
+        if extra:
+            request.headers.update(extra)
+        return await handler(request)
+
+    return middleware
+
+
 def create_session(
     settings: Settings,
     *,
@@ -112,10 +126,13 @@ def create_session(
     router: SimulationRouter | None = None,
     limit: int = 100,
     limit_per_host: int = 10,
+    host_headers: Mapping[str, Mapping[str, str]] | None = None,
 ) -> aiohttp.ClientSession:
     """The HTTP client for outside sources: verified TLS, bounded pool, connect/read timeouts.
 
     ``router`` defaults to the settings' simulation router (``None`` outside simulation mode).
+    ``host_headers`` adds headers (credentials) to requests for exactly those hosts, decided on
+    the real URL of every request, so a redirect to another host never carries them.
     The whole-transfer deadline is the caller's (``TRANSFER_TIMEOUT_SECONDS``); here only the
     connect and per-read timeouts are set, so a long healthy stream is not cut.
     """
@@ -124,6 +141,8 @@ def create_session(
     middlewares: list[ClientMiddlewareType] = [_tls_guard()]
     if policy is not None:
         middlewares.append(_policy_guard(policy))
+    if host_headers:
+        middlewares.append(_host_headers_middleware(host_headers))
     if router is not None:
         middlewares.append(_router_middleware(router))
     connector = aiohttp.TCPConnector(

@@ -242,10 +242,13 @@ class BlobAttachmentStore:
         self._owner = owner
 
     @classmethod
-    def from_settings(cls, settings: Settings, factory: StorageFactory) -> BlobAttachmentStore:
+    def from_settings(
+        cls, settings: Settings, factory: StorageFactory, uri: str | None = None
+    ) -> BlobAttachmentStore:
+        """The store for ``uri`` (default ``XACT_ATTACHMENTS_URI``)."""
         from shared.storage import LakeLocation
 
-        location = LakeLocation.parse(settings.xact_attachments_uri)
+        location = LakeLocation.parse(uri or settings.xact_attachments_uri)
         service = factory.async_lake_blob_service(location)
         return cls(service.get_container_client(location.container), location.path, owner=service)
 
@@ -382,12 +385,15 @@ class DataLakeAttachmentStore:
         self._order = asyncio.Condition()
 
     @classmethod
-    def from_settings(cls, settings: Settings, factory: StorageFactory) -> DataLakeAttachmentStore:
+    def from_settings(
+        cls, settings: Settings, factory: StorageFactory, uri: str | None = None
+    ) -> DataLakeAttachmentStore:
+        """The store for ``uri`` (default ``XACT_ATTACHMENTS_URI``)."""
         from azure.storage.filedatalake.aio import DataLakeServiceClient
 
         from shared.storage import LakeLocation
 
-        location = LakeLocation.parse(settings.xact_attachments_uri)
+        location = LakeLocation.parse(uri or settings.xact_attachments_uri)
         if factory.emulator_blob_base is not None:
             raise ClassifiedError(
                 Failure.of(ErrorCategory.PERMANENT, "Azurite has no DFS API; use ATTACHMENT_API=blob")
@@ -514,10 +520,13 @@ class DataLakeAttachmentStore:
         await self._fs.close()
 
 
-def open_attachment_store(settings: Settings, factory: StorageFactory) -> AttachmentStore:
-    """The store ``ATTACHMENT_API`` selects (blob by default)."""
+def open_attachment_store(
+    settings: Settings, factory: StorageFactory, uri: str | None = None
+) -> AttachmentStore:
+    """The store ``ATTACHMENT_API`` selects (blob by default) for ``uri`` (default
+    ``XACT_ATTACHMENTS_URI``)."""
     from shared.config import AttachmentApi
 
     if settings.attachment_api is AttachmentApi.DFS:
-        return DataLakeAttachmentStore.from_settings(settings, factory)
-    return BlobAttachmentStore.from_settings(settings, factory)
+        return DataLakeAttachmentStore.from_settings(settings, factory, uri)
+    return BlobAttachmentStore.from_settings(settings, factory, uri)

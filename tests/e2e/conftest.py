@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from azure.core.exceptions import ResourceExistsError
 
 import function_app
 from claimsflow.azurite import Azurite
 from claimsflow.local_settings import sample_values
 from claimsflow.simulator import AttachmentSimulator
 from local_host import LocalHost, VirtualClock
+from shared.clock import install_clock, remove_clock
 from shared.runtime import get_runtime, reset_runtime
 from shared.storage import LakeLocation, StorageFactory
-from tests.e2e.harness import START, Pipeline
+from tests.e2e.harness import CLAIMX_TOKEN, START, Pipeline
 
 
 @pytest.fixture
@@ -24,11 +27,17 @@ async def make_pipeline(
     """``await make_pipeline(world, **settings)``: the app on a fresh task hub and lake, simulator in
     front; ``settings`` override the app's settings (the local host keeps the real storage)."""
     started: list[Pipeline] = []
+    clocks: list[VirtualClock] = []
 
-    async def make(world: dict[str, Any] | None = None, **overrides: str) -> Pipeline:
-        simulator = AttachmentSimulator(world or {})
+    async def make(
+        world: dict[str, Any] | None = None, *, lake: str | None = None, **overrides: str
+    ) -> Pipeline:
+        """``lake``: share another pipeline's lake container (the same tables and files); in
+        ``overrides``, ``{simulator}`` stands for the simulator's URL."""
+        clock = VirtualClock(START)
+        simulator = AttachmentSimulator(world or {}, clock=clock.now)
         await simulator.start()
-        lake = unique("lake")
+        lake = lake or unique("lake")
         env = (
             sample_values()
             | {
@@ -39,17 +48,22 @@ async def make_pipeline(
                 "TASKHUB_NAME": unique("hub"),
                 "LAKE_TABLES_URI": f"abfss://{lake}@devstoreaccount1.dfs.core.windows.net/Tables",
                 "XACT_ATTACHMENTS_URI": f"abfss://{lake}@devstoreaccount1.dfs.core.windows.net/Files/xact",
+                "CLAIMX_ATTACHMENTS_URI": f"abfss://{lake}@devstoreaccount1.dfs.core.windows.net/Files/claimx",
+                "CLAIMX_API_TOKEN": CLAIMX_TOKEN,
+                "CLAIMX_API_RETRY_BACKOFF_SECONDS": "0.001",
                 "TRANSFER_BLOCK_SIZE_MB": "1",
             }
-            | overrides
+            | {key: value.replace("{simulator}", simulator.url) for key, value in overrides.items()}
         )
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         reset_runtime()
         settings = get_runtime().settings
         root = LakeLocation.parse(settings.lake_tables_uri)
-        StorageFactory(settings).lake_blob_service(root).create_container(root.container)
-        clock = VirtualClock(START)
+        with contextlib.suppress(ResourceExistsError):
+            StorageFactory(settings).lake_blob_service(root).create_container(root.container)
+        install_clock(clock)
+        clocks.append(clock)
         host = LocalHost(
             function_app.app, connection_string=azurite.connection_string, settings_env=env, clock=clock
         )
@@ -61,4 +75,6 @@ async def make_pipeline(
     yield make
     for pipeline in started:
         await pipeline.close()
+    for clock in clocks:
+        remove_clock(clock)
     reset_runtime()

@@ -21,6 +21,7 @@ from shared.storage import LakeLocation, StorageFactory
 
 S3_HOST = "usw2-prod-xn-exportreceiver-publish.s3.us-west-2.amazonaws.com"
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+CLAIMX_TOKEN = "Y2xhaW14OnRlc3Q="
 
 
 def s3_url(path: str, *, size: int = 4096, signed_at: datetime | None = None, expires: int = 604800) -> str:
@@ -61,6 +62,9 @@ class Pipeline:
     async def deliver(self, bodies: list[str]) -> None:
         await self.host.deliver_event_hub(self.settings.xact_eventhub_name, bodies)
 
+    async def deliver_claimx(self, bodies: list[str]) -> None:
+        await self.host.deliver_event_hub(self.settings.claimx_eventhub_name, bodies)
+
     async def settle(self) -> None:
         """Run every orchestration to its end, then flush staging until it is empty."""
         await self.host.run_until_idle()
@@ -89,8 +93,9 @@ class Pipeline:
         options = StorageFactory(self.settings).delta_storage_options(root)
         return pl.read_delta(root.child(name).uri, storage_options=options)
 
-    def files(self) -> dict[str, bytes]:
-        root = LakeLocation.parse(self.settings.xact_attachments_uri)
+    def files(self, uri: str | None = None) -> dict[str, bytes]:
+        """Files under ``uri`` (default the XACT attachments root), by path below it."""
+        root = LakeLocation.parse(uri or self.settings.xact_attachments_uri)
         container: ContainerClient = (
             StorageFactory(self.settings).lake_blob_service(root).get_container_client(root.container)
         )
@@ -98,6 +103,9 @@ class Pipeline:
             blob.name.removeprefix(root.path + "/"): container.download_blob(blob.name).readall()
             for blob in container.list_blobs(name_starts_with=root.path + "/")
         }
+
+    def claimx_files(self) -> dict[str, bytes]:
+        return self.files(self.settings.claimx_attachments_uri)
 
     def dead_letters(self) -> list[DeadLetter]:
         return self.runtime.dead_letters.list()

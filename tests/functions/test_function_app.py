@@ -36,6 +36,15 @@ def test_every_concern_is_registered() -> None:
         "xact_record_attachment_failure",
         "xact_record_event_failure",
         "xact_dead_letter_in_blob",
+        "claimx_ingest",
+        "claimx_poll",
+        "claimx_event_orchestrator",
+        "claimx_media_orchestrator",
+        "claimx_enrich",
+        "claimx_download",
+        "claimx_record_media_failure",
+        "claimx_record_event_failure",
+        "claimx_dead_letter_in_blob",
         "lakehouse_flush",
         "lakehouse_compact",
         "dedup_purge",
@@ -55,6 +64,17 @@ def test_event_hub_trigger_reads_names_from_settings() -> None:
     retry = functions_by_name()["xact_ingest"].get_settings_dict("retry_policy")
     assert retry["strategy"] == "exponential_backoff"
     assert retry["max_retry_count"] == "-1"  # a storage outage must never drop a batch
+
+
+@pytest.mark.unit
+def test_claimx_ingest_has_its_own_hub_and_consumer_group() -> None:
+    trigger = next(b for b in bindings("claimx_ingest") if b["type"] == "eventHubTrigger")
+    assert trigger["cardinality"].lower() == "many"
+    assert trigger["eventHubName"] == "%CLAIMX_EVENTHUB_NAME%"
+    assert trigger["consumerGroup"] == "%CLAIMX_EVENTHUB_CONSUMER_GROUP%"
+    assert trigger["connection"] == "EventHubConnection"
+    retry = functions_by_name()["claimx_ingest"].get_settings_dict("retry_policy")
+    assert retry["max_retry_count"] == "-1"
 
 
 @pytest.mark.unit

@@ -1,0 +1,131 @@
+"""ClaimX triggers: Event Hub ingest, the Eventhouse poller timer, the two orchestrators and their
+activities (adapters only)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from shared.claimx import activities
+from shared.claimx.ingest import ClaimXIngestor, Message
+from shared.claimx.orchestration import event_orchestrator, media_orchestrator
+from shared.durable import DurableStarter
+from shared.errors import redacted_errors
+from shared.runtime import get_runtime
+
+log = logging.getLogger(__name__)
+bp = df.Blueprint()
+
+
+def _ingestor(client: df.DurableOrchestrationClient) -> ClaimXIngestor:
+    runtime = get_runtime()
+
+    async def exists(instance_id: str) -> bool:
+        status = await client.get_status(instance_id)
+        return getattr(status, "runtime_status", None) is not None
+
+    return ClaimXIngestor(
+        latch=runtime.dedup,
+        staging=runtime.staging,
+        dead_letters=runtime.dead_letters,
+        starter=DurableStarter(client),
+        retry_delays=runtime.settings.retry_delays_seconds,
+        pool=runtime.pool,
+        exists=exists,
+    )
+
+
+def _enqueued(event: func.EventHubEvent) -> datetime:
+    value = event.enqueued_time
+    if value is None:  # the hub always sets it; a missing one would make the id unstable
+        raise ValueError("Event Hub message without an enqueued time")
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@bp.function_name("claimx_ingest")
+@bp.retry(
+    strategy="exponential_backoff",
+    max_retry_count="-1",
+    minimum_interval="00:00:05",
+    maximum_interval="00:15:00",
+)
+@bp.event_hub_message_trigger(
+    arg_name="events",
+    connection="EventHubConnection",
+    event_hub_name="%CLAIMX_EVENTHUB_NAME%",
+    consumer_group="%CLAIMX_EVENTHUB_CONSUMER_GROUP%",
+    cardinality="many",
+)
+@bp.durable_client_input(client_name="client")
+async def claimx_ingest(events: list[func.EventHubEvent], client: df.DurableOrchestrationClient) -> None:
+    messages = [Message(event.get_body(), _enqueued(event)) for event in events]
+    report = await _ingestor(client).ingest(messages)
+    log.info(
+        "claimx batch ingested",
+        extra={
+            "stage": "claimx_ingest",
+            "received": report.received,
+            "accepted": report.accepted,
+            "duplicates": report.duplicates,
+            "skipped": report.skipped,
+            "invalid": report.invalid,
+        },
+    )
+
+
+@bp.timer_trigger(arg_name="timer", schedule="%CLAIMX_POLL_SCHEDULE%", run_on_startup=False, use_monitor=True)
+@bp.durable_client_input(client_name="client")
+async def claimx_poll(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+    runtime = get_runtime()
+    if not runtime.settings.claimx_poller_enabled:
+        return
+    poller = runtime.claimx.poller(runtime.storage, hand_on=_ingestor(client).ingest, run=runtime.pool.run)
+    report = await poller.poll()
+    log.info(
+        "claimx eventhouse polled",
+        extra={"stage": "claimx_poll", "batches": report.batches, "handed_on": report.handed_on},
+    )
+
+
+@bp.orchestration_trigger(context_name="context")
+def claimx_event_orchestrator(context: df.DurableOrchestrationContext) -> Any:
+    return (yield from event_orchestrator(context))
+
+
+@bp.orchestration_trigger(context_name="context")
+def claimx_media_orchestrator(context: df.DurableOrchestrationContext) -> Any:
+    return (yield from media_orchestrator(context))
+
+
+@bp.activity_trigger(input_name="event")
+async def claimx_enrich(event: dict[str, Any]) -> dict[str, Any]:
+    with redacted_errors():
+        return await activities.enrich(event, get_runtime())
+
+
+@bp.activity_trigger(input_name="task")
+async def claimx_download(task: dict[str, Any]) -> dict[str, Any]:
+    with redacted_errors():
+        return await activities.download(task, get_runtime())
+
+
+@bp.activity_trigger(input_name="payload")
+def claimx_record_media_failure(payload: dict[str, Any]) -> dict[str, Any]:
+    with redacted_errors():
+        return activities.record_media_failure(payload, get_runtime())
+
+
+@bp.activity_trigger(input_name="payload")
+def claimx_record_event_failure(payload: dict[str, Any]) -> dict[str, Any]:
+    with redacted_errors():
+        return activities.record_event_failure(payload, get_runtime())
+
+
+@bp.activity_trigger(input_name="payload")
+def claimx_dead_letter_in_blob(payload: dict[str, Any]) -> dict[str, Any]:
+    with redacted_errors():
+        return activities.dead_letter_in_blob(payload, get_runtime())

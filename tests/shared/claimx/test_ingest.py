@@ -1,0 +1,148 @@
+"""ClaimX ingest against real Azurite tables: counts, unknown types, stable ids from the enqueued
+time across redelivery, latches released on a storage failure, a start that lost a race."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from claimsflow.claimx_samples import claimx_body
+from shared.claimx.events import trace_id
+from shared.claimx.ingest import EVENT_ORCHESTRATOR, ClaimXIngestor, Message, instance_id
+from shared.claimx.tables import CLAIMX_EVENTS
+from shared.config import Settings
+from shared.runtime import Runtime
+
+pytestmark = pytest.mark.azurite
+
+ENQUEUED = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+AT = "2026-02-14T15:04:05Z"
+
+
+class Instances:
+    """A starter that behaves like the Durable client's check-then-start."""
+
+    def __init__(self, fail_after: int | None = None, race: bool = False) -> None:
+        self.instances: dict[str, dict[str, Any]] = {}
+        self.runs: Counter[str] = Counter()
+        self.fail_after = fail_after
+        self.race = race
+
+    async def start_once(
+        self, orchestrator: str, instance: str, payload: dict[str, Any], *, rerun_finished: bool = False
+    ) -> bool:
+        assert orchestrator == EVENT_ORCHESTRATOR
+        if self.fail_after is not None and len(self.instances) >= self.fail_after:
+            raise ConnectionResetError("connection reset while starting the orchestration")
+        if self.race:  # another delivery started it between our check and our start
+            self.instances[instance] = payload
+            raise RuntimeError(f"An Orchestration instance with ID '{instance}' already exists.")
+        if instance in self.instances and not rerun_finished:
+            return False
+        self.instances[instance] = payload
+        self.runs[instance] += 1
+        return True
+
+    async def exists(self, instance: str) -> bool:
+        return instance in self.instances
+
+
+@pytest.fixture
+def runtime(make_settings: Callable[..., Settings]) -> Runtime:
+    return Runtime(make_settings())
+
+
+def ingestor(runtime: Runtime, starter: Instances) -> ClaimXIngestor:
+    return ClaimXIngestor(
+        latch=runtime.dedup,
+        staging=runtime.staging,
+        dead_letters=runtime.dead_letters,
+        starter=starter,
+        retry_delays=(300, 600, 1200, 2400),
+        pool=runtime.pool,
+        exists=starter.exists,
+    )
+
+
+def messages(*bodies: str, at: datetime = ENQUEUED) -> list[Message]:
+    return [Message(body.encode(), at) for body in bodies]
+
+
+async def test_counts_unknown_types_and_invalid_bodies(runtime: Runtime) -> None:
+    starter = Instances()
+    created = claimx_body("PROJECT_CREATED", 1, AT)
+    batch = messages(
+        created,
+        created,
+        claimx_body("PROJECT_FILE_ADDED", "2", AT, mediaId=3),
+        claimx_body("PROJECT_ARCHIVED", 4, AT),
+        "{oops",
+        '{"eventType": "PROJECT_CREATED", "projectId": "abc"}',
+    )
+    report = await ingestor(runtime, starter).ingest(batch)
+    assert (report.received, report.accepted, report.duplicates, report.skipped, report.invalid) == (
+        6,
+        2,
+        1,
+        1,
+        2,
+    )
+    assert (
+        sorted(starter.instances)
+        == sorted(report.started)
+        == sorted(
+            [
+                instance_id(trace_id("1", "PROJECT_CREATED", AT)),
+                instance_id(trace_id("2", "PROJECT_FILE_ADDED", AT, media_id="3")),
+            ]
+        )
+    )
+    payload = starter.instances[instance_id(trace_id("1", "PROJECT_CREATED", AT))]
+    assert payload["retry_delays"] == [300, 600, 1200, 2400] and payload["ingested_at_text"] == AT
+    rows = {row.key: row.values for row in runtime.staging.read(CLAIMX_EVENTS, limit=100)}
+    assert len(rows) == 3  # the unknown type too
+    unknown = rows[trace_id("4", "PROJECT_ARCHIVED", AT)]
+    assert unknown["event_type"] == "PROJECT_ARCHIVED" and unknown["event_date"].isoformat() == "2026-02-14"
+    letters = runtime.dead_letters.list()
+    assert sorted(letter.payload for letter in letters) == sorted(batch_text(batch[4:]))
+    assert {(letter.reason.value, letter.stage) for letter in letters} == {("invalid", "claimx_ingest")}
+
+
+def batch_text(batch: list[Message]) -> list[str]:
+    return [m.body.decode() if isinstance(m.body, bytes) else m.body for m in batch]
+
+
+async def test_an_event_without_ingested_at_keeps_its_id_on_redelivery(runtime: Runtime) -> None:
+    starter = Instances()
+    body = claimx_body("PROJECT_CREATED", 9, None)
+    first = await ingestor(runtime, starter).ingest(messages(body))
+    # a redelivery keeps the enqueued time: the same id, a duplicate
+    again = await ingestor(Runtime(runtime.settings), starter).ingest(messages(body))
+    assert (first.accepted, again.duplicates) == (1, 1)
+    # a new message with the same body, enqueued later, is a new event
+    later = await ingestor(runtime, starter).ingest(messages(body, at=ENQUEUED + timedelta(minutes=1)))
+    assert later.accepted == 1
+    [row_a, row_b] = sorted(
+        (r.values for r in runtime.staging.read(CLAIMX_EVENTS, limit=10)), key=lambda v: v["ingested_at"]
+    )
+    assert row_a["ingested_at"] == ENQUEUED and row_b["ingested_at"] == ENQUEUED + timedelta(minutes=1)
+
+
+async def test_storage_failure_releases_latches_and_redelivery_processes(runtime: Runtime) -> None:
+    bodies = [claimx_body("PROJECT_CREATED", n, AT) for n in (1, 2, 3)]
+    with pytest.raises(ConnectionResetError):
+        await ingestor(runtime, Instances(fail_after=1)).ingest(messages(*bodies))
+    starter = Instances()
+    report = await ingestor(runtime, starter).ingest(messages(*bodies))
+    assert report.accepted == 3 and len(starter.instances) == 3
+
+
+async def test_a_start_that_lost_the_race_is_success(runtime: Runtime) -> None:
+    starter = Instances(race=True)
+    report = await ingestor(runtime, starter).ingest(messages(claimx_body("PROJECT_CREATED", 1, AT)))
+    assert (report.accepted, report.started) == (1, [])
+    assert len(starter.instances) == 1
