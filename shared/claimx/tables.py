@@ -1,7 +1,8 @@
 """The ClaimX Delta tables; the composition puts them in the app's table catalog beside XACT's.
 
-Entity tables are upserts: a staged null never erases a stored value, ``created_at`` keeps the
-stored one, and a task template changes only when its ``modified_date`` does. Ids are text in
+Entity tables are upserts versioned by ``updated_at`` (the event's time): each column takes the
+newest event's non-null value and ``created_at`` the oldest's, whatever order events are processed
+in, and a task template changes only when its ``modified_date`` does. Ids are text in
 every table. Timestamps that describe an event (``updated_at``, ``policyholder_invited_at``…)
 are the event's ``ingestedAt``, so processing an event again writes the same values.
 """
@@ -79,6 +80,7 @@ CLAIMX_PROJECTS = TableSpec(
     key=("project_id",),
     partition="project_id",
     mode=WriteMode.UPSERT,
+    version="updated_at",
     large_text=frozenset({"loss_description"}),
 )
 
@@ -98,6 +100,7 @@ CLAIMX_CONTACTS = TableSpec(
     ),
     key=("project_id", "contact_email", "contact_type"),
     mode=WriteMode.UPSERT,
+    version="updated_at",
 )
 
 CLAIMX_ATTACHMENT_METADATA = TableSpec(
@@ -117,6 +120,7 @@ CLAIMX_ATTACHMENT_METADATA = TableSpec(
     key=("media_id",),
     partition="project_id",
     mode=WriteMode.UPSERT,
+    version="updated_at",
     large_text=frozenset({"media_description", "media_comment", "full_download_link"}),
 )
 
@@ -139,6 +143,7 @@ CLAIMX_TASKS = TableSpec(
     ),
     key=("assignment_id",),
     mode=WriteMode.UPSERT,
+    version="updated_at",
     large_text=frozenset({"task_url"}),
 )
 
@@ -162,6 +167,7 @@ CLAIMX_TASK_TEMPLATES = TableSpec(
     ),
     key=("task_id",),
     mode=WriteMode.UPSERT,
+    version="updated_at",
     update_only_when_changed="modified_date",
     large_text=frozenset({"description"}),
 )
@@ -182,6 +188,7 @@ CLAIMX_EXTERNAL_LINKS = TableSpec(
     ),
     key=("link_id",),
     mode=WriteMode.UPSERT,
+    version="updated_at",
     large_text=frozenset({"url"}),
 )
 
@@ -205,6 +212,7 @@ CLAIMX_VIDEO_COLLAB = TableSpec(
     ),
     key=("video_collaboration_id",),
     mode=WriteMode.UPSERT,
+    version="updated_at",
 )
 
 CLAIMX_ATTACHMENTS = TableSpec(

@@ -88,16 +88,27 @@ def merge_predicate(spec: TableSpec) -> str:
 
 def upsert_updates(spec: TableSpec) -> dict[str, str]:
     """Null-preserving updates: a staged null keeps the target value; preserved columns
-    (``created_at``) keep the target's unless it is null."""
+    (``created_at``) keep the target's unless it is null. For a versioned table the newer row's
+    value wins (the older one's for preserved columns), whichever side it is on, so the order in
+    which rows reach the table does not matter."""
     fixed = {*spec.key, *([spec.partition] if spec.partition else [])}
     updates: dict[str, str] = {}
     for column in spec.columns:
         if column in fixed:
             continue
+        staged_first, target_first = (
+            f"coalesce(s.{_q(column)}, t.{_q(column)})",
+            f"coalesce(t.{_q(column)}, s.{_q(column)})",
+        )
+        if spec.version is None:
+            updates[column] = target_first if column in spec.preserve_on_update else staged_first
+            continue
+        v = _q(spec.version)
         if column in spec.preserve_on_update:
-            updates[column] = f"coalesce(t.{_q(column)}, s.{_q(column)})"
+            staged_wins = f"t.{v} IS NOT NULL AND s.{v} < t.{v}"  # the staged row is the older one
         else:
-            updates[column] = f"coalesce(s.{_q(column)}, t.{_q(column)})"
+            staged_wins = f"t.{v} IS NULL OR s.{v} >= t.{v}"  # the staged row is the newer one
+        updates[column] = f"CASE WHEN {staged_wins} THEN {staged_first} ELSE {target_first} END"
     return updates
 
 
@@ -239,8 +250,11 @@ class DeltaWriter:
 
     def _source_frame(self, rows: Iterable[Mapping[str, Any]] | pl.DataFrame) -> pl.DataFrame:
         if isinstance(rows, pl.DataFrame):
-            # Frames are trusted to carry the spec's columns; duplicates keep the last row.
+            # Frames are trusted to carry the spec's columns; duplicates keep the last row (of the
+            # highest version, for a versioned table).
             frame = rows.select([pl.col(c).cast(t) for c, t in self.spec.schema.items()])
+            if self.spec.version is not None:
+                frame = frame.sort(self.spec.version, maintain_order=True)
             return frame.unique(subset=list(self.spec.key), keep="last", maintain_order=True)
         combined = combine_rows(self.spec, (coerce_row(self.spec, r) for r in rows))
         return self.spec.to_frame(combined)

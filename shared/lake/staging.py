@@ -1,4 +1,5 @@
-"""Staging: one Azure Table entity per (Delta table, merge key), flushed into Delta by a timer.
+"""Staging: one Azure Table entity per (Delta table, merge key), or per (table, key, version) for a
+versioned table, flushed into Delta by a timer.
 
 Activities upsert rows in MERGE mode with nulls omitted, so staging is idempotent by key and later
 non-null values win. Rows are spread over ``table_shards`` partitions by a stable hash of the key
@@ -76,7 +77,7 @@ class StagingTable:
 
         Rows with the same key are combined first (a transaction may not touch an entity twice).
         """
-        combined = combine_rows(spec, (coerce_row(spec, r) for r in rows))
+        combined = combine_rows(spec, (coerce_row(spec, r) for r in rows), by=spec.staging_key_of)
         by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in combined:
             entity = self._entity(spec, row)
@@ -99,7 +100,7 @@ class StagingTable:
         key = spec.key_of(row)
         entity: dict[str, Any] = {
             "PartitionKey": partition_key(spec.name, shard_of(key, self.shards)),
-            "RowKey": safe_row_key(key),
+            "RowKey": safe_row_key(spec.staging_key_of(row)),
             KEY_PROPERTY: key,
         }
         for column, value in row.items():

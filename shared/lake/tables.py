@@ -8,7 +8,7 @@ when they are staged, so a bad row fails in the activity that produced it, never
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -42,6 +42,11 @@ class TableSpec:
 
     The partition column must be a function of the key (the MERGE predicate matches on both),
     so key and partition are required on every row.
+
+    ``version`` (upsert tables) names a column that orders the rows of one key, such as the time of
+    the event a row describes. Each column then takes the non-null value of the highest version,
+    and ``preserve_on_update`` columns that of the lowest, whatever order rows are staged, flushed
+    or merged in (docs/architecture.md, section 8). Without it, later rows win.
     """
 
     name: str
@@ -52,6 +57,7 @@ class TableSpec:
     update_only_when_changed: str | None = None
     preserve_on_update: tuple[str, ...] = ("created_at",)
     large_text: frozenset[str] = field(default_factory=frozenset)
+    version: str | None = None
 
     def __hash__(self) -> int:  # pl.Schema is unhashable; the name identifies a registered table
         return hash(self.name)
@@ -59,11 +65,13 @@ class TableSpec:
     def __post_init__(self) -> None:
         if not self.name or not set(self.name) <= _TABLE_NAME_CHARS:
             raise ValueError(f"table name must be [a-z0-9_]+, got {self.name!r}")
-        missing = [c for c in (*self.key, self.partition, self.update_only_when_changed) if c]
+        missing = [c for c in (*self.key, self.partition, self.update_only_when_changed, self.version) if c]
         unknown = [c for c in missing if c not in self.schema]
         unknown += [c for c in self.large_text if self.schema.get(c) != pl.String]
         if not self.key or unknown:
             raise ValueError(f"{self.name}: key/partition/text columns not in schema: {unknown}")
+        if self.version is not None and self.mode is not WriteMode.UPSERT:
+            raise ValueError(f"{self.name}: only upsert tables have a version column")
 
     @property
     def columns(self) -> list[str]:
@@ -72,7 +80,8 @@ class TableSpec:
     @property
     def required(self) -> tuple[str, ...]:
         """Columns that must be non-null: a null key or partition would defeat the MERGE match."""
-        return (*self.key, self.partition) if self.partition else self.key
+        extra = tuple(c for c in (self.partition, self.version) if c)
+        return (*self.key, *extra)
 
     def key_of(self, row: Mapping[str, Any]) -> str:
         """The merge key as one string (JSON list for compound keys, so parts cannot collide)."""
@@ -82,6 +91,14 @@ class TableSpec:
         if len(values) == 1:
             return _key_text(values[0])
         return json.dumps([_key_text(v) for v in values], separators=(",", ":"))
+
+    def staging_key_of(self, row: Mapping[str, Any]) -> str:
+        """The key of a staged entity: the merge key, and the version for a versioned table (each
+        version is its own entity until the flush folds them, so no write order matters)."""
+        key = self.key_of(row)
+        if self.version is None:
+            return key
+        return json.dumps([key, _key_text(row[self.version])], separators=(",", ":"))
 
     def to_frame(self, rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
         return rows_to_frame(self, rows)
@@ -156,17 +173,47 @@ def coerce_row(spec: TableSpec, row: Mapping[str, Any]) -> Row:
     return out
 
 
-def combine_rows(spec: TableSpec, rows: Iterable[Mapping[str, Any]]) -> list[Row]:
-    """One row per key, in first-seen order; later non-null values win (the staging semantics)."""
-    merged: dict[str, Row] = {}
+def combine_rows(
+    spec: TableSpec,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    by: Callable[[Mapping[str, Any]], str] | None = None,
+) -> list[Row]:
+    """One row per key (``by``: the merge key by default), in first-seen order: later non-null
+    values win, or, for a versioned table, the non-null values of the highest version (of the
+    lowest for ``preserve_on_update`` columns), so the order of ``rows`` does not matter."""
+    key_of = by or spec.key_of
+    groups: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
-        key = spec.key_of(row)
-        current = merged.get(key)
-        if current is None:
-            merged[key] = dict(row)
-        else:
-            current.update({c: v for c, v in row.items() if v is not None})
-    return list(merged.values())
+        groups.setdefault(key_of(row), []).append(row)
+    return [_fold(spec, group) for group in groups.values()]
+
+
+def _fold(spec: TableSpec, rows: list[Mapping[str, Any]]) -> Row:
+    if spec.version is None:
+        merged: Row = {}
+        for row in rows:
+            merged.update({c: v for c, v in row.items() if v is not None or c not in merged})
+        return merged
+    version = spec.version
+    ordered = sorted(rows, key=lambda r: (r[version], _row_order(r)))  # ascending: the newest last
+    newest_wins: Row = {}
+    oldest_wins: Row = {}
+    for row in ordered:
+        for column, value in row.items():
+            if value is None:
+                newest_wins.setdefault(column, None)
+                continue
+            newest_wins[column] = value
+            if oldest_wins.get(column) is None:
+                oldest_wins[column] = value
+    return {c: oldest_wins.get(c) if c in spec.preserve_on_update else v for c, v in newest_wins.items()}
+
+
+def _row_order(row: Mapping[str, Any]) -> str:
+    """A total order for rows of one version (one event's rows are the same; this breaks ties
+    between different ones the same way in every process)."""
+    return json.dumps({c: _key_text(v) for c, v in sorted(row.items()) if v is not None})
 
 
 def rows_to_frame(spec: TableSpec, rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from enum import StrEnum
@@ -105,3 +106,38 @@ def test_compound_keys_and_catalog_conflicts() -> None:
         TableSpec(name="Bad-Name", schema=pl.Schema({"a": pl.String()}), key=("a",))
     with pytest.raises(ValueError):
         TableSpec(name="bad", schema=pl.Schema({"a": pl.String()}), key=("missing",))
+
+
+VERSIONED = TableSpec(
+    name="test_versioned",
+    schema=pl.Schema(
+        {"k": pl.String(), "a": pl.String(), "b": pl.String(), "created_at": UTC_US, "updated_at": UTC_US}
+    ),
+    key=("k",),
+    mode=WriteMode.UPSERT,
+    version="updated_at",
+)
+
+
+def test_a_versioned_fold_does_not_depend_on_the_order_of_rows() -> None:
+    t1, t2, t3 = (datetime(2026, 11, 1, h, tzinfo=UTC) for h in (1, 2, 3))
+    rows = [
+        {"k": "p", "a": "old", "b": "kept", "created_at": t1, "updated_at": t1},
+        {"k": "p", "a": "new", "b": None, "created_at": t3, "updated_at": t3},
+        {"k": "p", "a": None, "b": None, "created_at": t2, "updated_at": t2},
+    ]
+    results = [combine_rows(VERSIONED, order) for order in itertools.permutations(rows)]
+    assert all(result == results[0] for result in results)
+    # the newest non-null of each column; created_at from the oldest row; the highest version
+    assert results[0] == [{"k": "p", "a": "new", "b": "kept", "created_at": t1, "updated_at": t3}]
+
+
+def test_a_version_column_is_required_and_only_for_upserts() -> None:
+    assert "updated_at" in VERSIONED.required
+    with pytest.raises(ValueError, match="required columns"):
+        coerce_row(VERSIONED, {"k": "p", "a": "x"})
+    with pytest.raises(ValueError, match="only upsert tables"):
+        replace(VERSIONED, mode=WriteMode.INSERT_ONLY)
+    assert VERSIONED.staging_key_of({"k": "p", "updated_at": datetime(2026, 1, 1, tzinfo=UTC)}) != (
+        VERSIONED.staging_key_of({"k": "p", "updated_at": datetime(2026, 1, 2, tzinfo=UTC)})
+    )
