@@ -18,7 +18,7 @@ APP_PACKAGES = ("shared", "plugins", "functions")
 LEAVES = frozenset(
     {"config", "errors", "redact", "logs", "ids", "domains", "clock", "metrics", "storage", "pool", "retry"}
 )
-WIRING = frozenset({"durable", "runtime", "health"})
+WIRING = frozenset({"durable", "runtime", "health", "invariants"})
 DOMAINS = frozenset({"xact", "claimx"})
 # What each part of shared/ may import from shared/, besides itself.
 ALLOWED: dict[str, frozenset[str]] = {

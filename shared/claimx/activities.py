@@ -23,6 +23,7 @@ from shared.lake.tables import Row
 from shared.redact import redact_url, strip_query
 from shared.retry import Outcome, failed, ok, refused_until
 from shared.state.deadletter import DeadLetter, DeadLetterReason
+from shared.transfer.attachment import AttachmentStatus
 
 if TYPE_CHECKING:
     from shared.claimx.services import ClaimXServices
@@ -55,13 +56,6 @@ ENRICH_STAGE = "claimx_enrich"
 DOWNLOAD_STAGE = "claimx_download"
 
 
-class MediaStatus:
-    UPLOADED = "uploaded"
-    REJECTED = "rejected"
-    FAILED_PERMANENT = "failed_permanent"
-    EXHAUSTED = "exhausted"
-
-
 def _refused(exc: ClassifiedError) -> Outcome:
     if isinstance(exc, CircuitOpenError):
         metrics.add("claimx.circuit.refusals")
@@ -90,7 +84,7 @@ async def enrich(event: dict[str, Any], runtime: ActivityServices) -> Outcome:
         return _refused(exc)
     at = utc_now()
     rejected = [
-        failed_row(task, Failure.from_dict(task["failure"]), MediaStatus.REJECTED, retry_count=0, at=at)
+        failed_row(task, Failure.from_dict(task["failure"]), AttachmentStatus.REJECTED, retry_count=0, at=at)
         for task in result.rejected
     ]
     await runtime.pool.run(_stage, runtime.staging, {**result.rows, CLAIMX_ATTACHMENTS_FAILED.name: rejected})
@@ -173,7 +167,7 @@ def record_media_failure(payload: dict[str, Any], runtime: ActivityServices) -> 
     """A failed media file's row in ``claimx_attachments_failed`` and its dead letter."""
     record: dict[str, Any] = payload["record"]
     letter = dead_letter_of(record)
-    status = MediaStatus.EXHAUSTED if record["exhausted"] else MediaStatus.FAILED_PERMANENT
+    status = AttachmentStatus.EXHAUSTED if record["exhausted"] else AttachmentStatus.FAILED_PERMANENT
     try:
         row = failed_row(
             record["task"],

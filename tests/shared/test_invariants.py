@@ -1,4 +1,5 @@
-"""The run invariants: each kind of loss or doubling is reported; a clean run passes."""
+"""The run invariants: each kind of loss or doubling is reported; a clean run passes; each domain
+says which attachments its events name."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from shared.claimx import invariants as claimx
 from shared.ids import media_id
-from shared.xact.invariants import EventInstance, check_invariants
+from shared.invariants import DomainRun, EventInstance, InvariantReport, check_invariants
+from shared.xact import invariants as xact
 
 pytestmark = pytest.mark.unit
 
@@ -18,6 +21,27 @@ def instance(trace: str, *, status: str = "Completed", urls: list[str], output: 
     return EventInstance(f"xact-{trace}", status, {"attachments": urls}, output or {"status": "completed"})
 
 
+def run(
+    instances: dict[str, EventInstance],
+    *,
+    uploaded: list[str] | None = None,
+    failed: dict[str, str] | None = None,
+    letters: list[str] | None = None,
+    accepted: list[str] | None = None,
+) -> InvariantReport:
+    domain = DomainRun(
+        "xact",
+        accepted if accepted is not None else list(instances),
+        instances,
+        uploaded or [],
+        failed or {},
+        xact.expected_media,
+        "xact_enrich",
+        "xact_transfer",
+    )
+    return check_invariants([domain], letters or [])
+
+
 def check(
     instances: dict[str, EventInstance],
     *,
@@ -26,13 +50,7 @@ def check(
     letters: list[str] | None = None,
     accepted: list[str] | None = None,
 ) -> list[str]:
-    report = check_invariants(
-        accepted_trace_ids=accepted if accepted is not None else list(instances),
-        event_instances=instances,
-        uploaded=uploaded or [],
-        failed=failed or {},
-        dead_letter_ids=letters or [],
-    )
+    report = run(instances, uploaded=uploaded, failed=failed, letters=letters, accepted=accepted)
     assert report.ok == (report.violations == [])
     return report.violations
 
@@ -40,13 +58,7 @@ def check(
 def test_a_clean_run_holds() -> None:
     ma, mb = media_id("t1", A), media_id("t1", B)
     instances = {"t1": instance("t1", urls=[A, A.replace("sig=1", "sig=2"), B])}  # A twice, re-signed
-    report = check_invariants(
-        accepted_trace_ids=["t1"],
-        event_instances=instances,
-        uploaded=[ma],
-        failed={mb: "exhausted"},
-        dead_letter_ids=[f"xact_transfer:{mb}"],
-    )
+    report = run(instances, uploaded=[ma], failed={mb: "exhausted"}, letters=[f"xact_transfer:{mb}"])
     assert report.to_dict() == {"ok": True, "events_checked": 1, "attachments_checked": 2, "violations": []}
 
 
@@ -61,7 +73,7 @@ def test_a_rejected_attachment_needs_no_dead_letter() -> None:
         ({"status": "Running"}, "is Running"),
         ({"uploaded": []}, "is in neither attachments table"),
         ({"uploaded": ["A"], "failed": {"A": "exhausted"}, "letters": ["A"]}, "is both uploaded and failed"),
-        ({"uploaded": ["A", "A"]}, "has 2 rows in xact_attachments"),
+        ({"uploaded": ["A", "A"]}, "has 2 rows in its attachments table"),
         (
             {"uploaded": [], "failed": {"A": "failed_permanent"}},
             "failed (failed_permanent) but has no dead letter",
@@ -87,3 +99,20 @@ def test_each_kind_of_loss_or_doubling_is_reported(setup: dict[str, Any], expect
 
 def test_an_event_ended_by_a_plugin_has_no_attachments_to_account_for() -> None:
     assert check({"t1": instance("t1", urls=[A], output='{"status": "terminated"}')}) == []
+
+
+def test_claimx_file_added_events_name_their_media_and_other_types_none() -> None:
+    assert claimx.expected_media("t", {"event_type": "PROJECT_FILE_ADDED", "media_id": "88"}) == {"88"}
+    assert claimx.expected_media("t", {"event_type": "PROJECT_CREATED", "media_id": None}) == set()
+    missing = DomainRun(
+        "claimx",
+        ["t"],
+        {"t": instance("t", urls=[])},
+        [],
+        {},
+        lambda trace, _: {"88"},
+        "claimx_enrich",
+        "claimx_download",
+    )
+    [violation] = check_invariants([missing], []).violations
+    assert violation == "claimx attachment 88 of t is in neither attachments table"
