@@ -102,7 +102,7 @@ async def host_rate(connection_string: str, count: int) -> float:
     try:
         began = time.perf_counter()
         # Starts arrive concurrently, as from an Event Hub batch.
-        await asyncio.gather(*(host.engine.start_instance("chain", f"bench-{i}", None) for i in range(count)))
+        await asyncio.gather(*(host.management.start("chain", f"bench-{i}", None) for i in range(count)))
         await host.run_until_idle()
         elapsed = time.perf_counter() - began
         status = await host.get_status(f"bench-{count - 1}")

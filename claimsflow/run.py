@@ -303,12 +303,12 @@ async def _drive(
 
 async def instance_counts(host: LocalHost) -> Counter[str]:
     """Instances by runtime status, paging through the host's instance store."""
-    from local_host.store import InstanceQuery
+    from local_host import InstanceQuery
 
     counts: Counter[str] = Counter()
     token: str | None = None
     while True:
-        statuses, token = await host.engine.query(InstanceQuery(), page_size=500, continuation=token)
+        statuses, token = await host.management.query(InstanceQuery(), page_size=500, continuation=token)
         counts.update(status.runtime_status for status in statuses)
         if not token:
             return counts
