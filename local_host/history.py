@@ -95,7 +95,9 @@ def resolved_id(e: Event) -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def timestamp(moment: datetime) -> str:
+    """DTFx's timestamp text, memoised: on a virtual clock most events share a few moments."""
     return moment.strftime(TIMESTAMP_FORMAT)
 
 

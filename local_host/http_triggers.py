@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -112,7 +111,7 @@ class HttpTriggers:
         )
         kwargs = {function.trigger_param: http_request, **self._bindings(function)}
         try:
-            result = await call_with_timeout(function, kwargs, self._timeout, str(uuid.uuid4()))
+            result = await call_with_timeout(function, kwargs, self._timeout)
         except Exception:
             log.exception("HTTP function %s failed", function.name)
             return web.Response(status=500)

@@ -85,7 +85,7 @@ async def call_with_timeout(
     function: IndexedFunction,
     kwargs: Mapping[str, Any],
     timeout: timedelta | None,
-    invocation_id: str,
+    invocation_id: str | None = None,
     *,
     executor: Executor | None = None,
 ) -> Any:
@@ -103,7 +103,7 @@ async def call_with_timeout(
     except TimeoutError:
         raise FunctionTimeoutException(
             f"Timeout value of {format_timespan(timeout)} exceeded by function 'Functions.{function.name}' "
-            f"(Id: '{invocation_id}'). Initiating cancellation."
+            f"(Id: '{invocation_id or uuid.uuid4()}'). Initiating cancellation."
         ) from None
 
 

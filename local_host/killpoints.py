@@ -4,7 +4,7 @@
 it passes ``<point>``. The points sit right after a durable write or right before one, where a
 real crash would hurt most:
 
-* ``episode-committed``: an episode's history and instance row are written; its activities,
+* ``episode-committed``: the instance row recording an episode is written; its activities,
   timers and sub-orchestrations are not started yet.
 * ``activity-finished``: an activity function returned; its result is not recorded yet.
 * ``instance-started``: a new instance row is written; the start has not been answered.

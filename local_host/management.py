@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from .history import Event, EventType, event, played_view
-from .orchestration import TERMINAL_STATUSES, Episode, Instance
-from .persistence import InstanceQuery, InstanceRecord
+from .orchestration import TERMINAL_STATUSES, Instance
+from .persistence import InstanceQuery
 from .scheduler import InstanceGone, InstanceNotFound, InstanceNotTerminal, Scheduler
 
 
@@ -43,17 +43,17 @@ class InstanceStatus:
         )
 
     @classmethod
-    def of_record(cls, record: InstanceRecord) -> InstanceStatus:
-        row: dict[str, Any] = record.row
+    def of_row(cls, row: dict[str, Any], history: list[Event] | None) -> InstanceStatus:
         return cls(
-            record.instance_id,
+            row["RowKey"],
             row["Name"],
-            record.runtime_status,
+            row["RuntimeStatus"],
             row.get("Input"),
             row.get("Output"),
             row.get("CustomStatus"),
             row["CreatedTime"],
             row["LastUpdatedTime"],
+            played_view(history) if history is not None else None,
         )
 
 
@@ -75,10 +75,7 @@ class Management:
         record = await self.store.read_instance(instance_id)
         if record is None:
             return None
-        if not with_history:
-            return InstanceStatus.of_record(record)
-        history = await self.store.load_history(instance_id, record.execution_id)
-        return InstanceStatus.of(Instance.from_row(record.row, history), history)
+        return InstanceStatus.of_row(record.row, record.history if with_history else None)
 
     async def query(
         self, query: InstanceQuery, *, page_size: int, continuation: str | None
@@ -90,7 +87,7 @@ class Management:
         for record in records:
             live = self.scheduler.instances.get(record.instance_id)
             statuses.append(
-                InstanceStatus.of(live, None) if live is not None else InstanceStatus.of_record(record)
+                InstanceStatus.of(live, None) if live is not None else InstanceStatus.of_row(record.row, None)
             )
         return statuses, token
 
@@ -103,11 +100,9 @@ class Management:
         return inst
 
     async def _append(self, inst: Instance, events: list[Event]) -> None:
-        """Record a management episode (OrchestratorStarted ... OrchestratorCompleted) atomically."""
-        episode = Episode(inst.execution_id, inst.history_rows, events)
+        """Record a management episode (OrchestratorStarted ... OrchestratorCompleted)."""
         inst.append_history(events)
-        inst.history_rows += 1
-        await self.scheduler.write(inst, episode)
+        await self.scheduler.write(inst)
 
     async def raise_event(self, instance_id: str, name: str, data_json: str | None) -> None:
         inst = await self._live(instance_id)

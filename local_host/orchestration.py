@@ -45,6 +45,8 @@ OUT_OF_PROC_MARKER = "\n\n$OutOfProcData$:"
 RUNNING_STATUSES = frozenset({"Pending", "Running", "Suspended", "ContinuedAsNew"})
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
 _INVALID_ID_CHARS = frozenset("/\\#?")
+# Events are stored unplayed; IsPlayed is their third key, so the first match is the flag.
+_UNPLAYED, _PLAYED = '"IsPlayed": false', '"IsPlayed": true'
 # What the extension sends for the Azure Storage provider (V3 lets the SDK split long timers).
 _CONTEXT_TAIL = (
     '"upperSchemaVersion":1,"upperSchemaVersionNew":2,'
@@ -213,7 +215,6 @@ class Episode:
     """One recorded episode: its history events and the work it leaves for the scheduler."""
 
     execution_id: str
-    row: int = 0  # the history row number of this episode within its execution
     events: list[Event] = field(default_factory=list)
     activities: list[ActivityCall] = field(default_factory=list)
     timers: list[TimerCall] = field(default_factory=list)
@@ -222,7 +223,7 @@ class Episode:
 
 @dataclass
 class Instance:
-    """In-memory state of one orchestration instance; its store row and history rows hold the same."""
+    """In-memory state of one orchestration instance; its stored row holds the same."""
 
     instance_id: str
     name: str
@@ -238,11 +239,11 @@ class Instance:
     inbox: list[Event] = field(default_factory=list)
     replay: ReplayState = field(default_factory=ReplayState)
     version: int = 0  # writes of the instance row so far
-    history_rows: int = 0  # history rows written for this execution
     failure_type: str | None = None
     waiting: bool = False  # the last episode made no progress: wait for a new message
     running: bool = False  # an episode or management write is in flight
-    played_json: list[str] = field(default_factory=list, repr=False)
+    stored_json: list[str] = field(default_factory=list, repr=False)  # each event as stored
+    played_json: list[str] = field(default_factory=list, repr=False)  # ... and as replayed
     resolved: set[int] = field(default_factory=set, repr=False)
 
     @property
@@ -253,10 +254,16 @@ class Instance:
     def runnable(self) -> bool:
         return bool(self.inbox) and not self.is_terminal and self.status != "Suspended" and not self.waiting
 
-    def append_history(self, events: list[Event]) -> None:
+    def append_history(self, events: list[Event], texts: list[str] | None = None) -> None:
+        """Add events (``texts``: their JSON when already made); each is serialised once."""
         self.history.extend(events)
-        self.played_json.extend(json.dumps({**e, "IsPlayed": True}) for e in events)
+        for text in texts if texts is not None else (json.dumps(e) for e in events):
+            self.stored_json.append(text)
+            self.played_json.append(text.replace(_UNPLAYED, _PLAYED, 1))
         self.resolved.update(i for e in events if (i := resolved_id(e)) is not None)
+
+    def history_json(self) -> str:
+        return "[" + ",".join(self.stored_json) + "]"
 
     def accepts(self, item: Event) -> bool:
         """False for a completion this instance already has (a duplicate message, as DTFx drops)."""
@@ -279,7 +286,6 @@ class Instance:
             "replay": self.replay.to_json(),
             "inbox": self.inbox,
             "parent": asdict(self.parent) if self.parent else None,
-            "historyRows": self.history_rows,
             "failureType": self.failure_type,
         }
 
@@ -329,8 +335,7 @@ class Instance:
         in DTFx), results for the old execution's tasks do not."""
         self.execution_id = uuid.uuid4().hex
         self.input = json.dumps(new_input) if new_input is not None else None
-        self.history, self.played_json = [], []
-        self.history_rows = 0
+        self.history, self.stored_json, self.played_json = [], [], []
         self.replay = ReplayState()
         self.resolved = set()
         self.status = "Running"
@@ -338,12 +343,12 @@ class Instance:
         self.inbox = [self.execution_started(now), *carried]
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], history: list[Event]) -> Instance:
-        """Rebuild an instance from its stored row (see the store) and its history."""
+    def from_row(cls, row: Mapping[str, Any]) -> Instance:
+        """Rebuild an instance from its stored row (see :mod:`local_host.persistence`)."""
         state: Mapping[str, Any] = row["State"]
         parent = state.get("parent")
         inst = cls(
-            instance_id=row["InstanceId"],
+            instance_id=row["RowKey"],
             name=row["Name"],
             execution_id=row["ExecutionId"],
             input=row.get("Input"),
@@ -355,10 +360,9 @@ class Instance:
             custom_status=row.get("CustomStatus"),
             replay=ReplayState.from_json(state.get("replay", {})),
             version=int(row.get("Version", 0)),
-            history_rows=int(state.get("historyRows", 0)),
             failure_type=state.get("failureType"),
         )
-        inst.append_history(history)
+        inst.append_history(json.loads(row["History"]) if row.get("History") else [])
         for item in state.get("inbox", []):
             inst.enqueue(item)
         return inst
@@ -395,8 +399,8 @@ class EpisodeRunner:
         self.orchestrators = orchestrators
         self.activities = activities
 
-    def context_json(self, inst: Instance, new_events: list[Event]) -> str:
-        history = ",".join([*inst.played_json, *(json.dumps(e) for e in new_events)])
+    def context_json(self, inst: Instance, new_texts: list[str]) -> str:
+        history = ",".join([*inst.played_json, *new_texts])
         parent = inst.parent.instance_id if inst.parent else None
         return (
             f'{{"history":[{history}],"input":{inst.input or "null"},'
@@ -427,8 +431,9 @@ class EpisodeRunner:
         count, cut = _take(inst)
         batch = _in_scheduling_order(inst.inbox[:count], cut)
         new_events = [event(EventType.OrchestratorStarted, now), *batch]
+        new_texts = [json.dumps(e) for e in new_events]
         replay = inst.replay.copy()
-        episode = Episode(inst.execution_id, inst.history_rows)
+        episode = Episode(inst.execution_id)
         cancelled: list[int] = []
         produced: list[Event] = []
         custom_status = inst.custom_status
@@ -438,7 +443,7 @@ class EpisodeRunner:
         if handle is None:
             ending = ("Failed", missing_function(inst.name, "orchestrator"), None)
         else:
-            state = self._invoke(inst, handle, self.context_json(inst, new_events))
+            state = self._invoke(inst, handle, self.context_json(inst, new_texts))
             if "customStatus" in state:
                 custom_status = json.dumps(state["customStatus"])
             for item in batch:
@@ -477,9 +482,9 @@ class EpisodeRunner:
         if ending is not None:
             produced.append(inst.complete(now, *ending))
             episode.activities, episode.timers, episode.children = [], [], []
-        episode.events = [*new_events, *produced, event(EventType.OrchestratorCompleted, now)]
-        inst.append_history(episode.events)
-        inst.history_rows += 1
+        ending_events = [*produced, event(EventType.OrchestratorCompleted, now)]
+        episode.events = [*new_events, *ending_events]
+        inst.append_history(episode.events, [*new_texts, *(json.dumps(e) for e in ending_events)])
         inst.last_updated = now
         if inst.status == "ContinuedAsNew":
             inst.continue_as_new(continue_input, now)

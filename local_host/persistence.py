@@ -3,17 +3,19 @@ instant leaves storage consistent.
 
 Layout: one table, ``<hub>Orchestrations``, partitioned like the Azure Storage provider's control
 queues (``partitionCount`` of host.json; an instance's partition is the FNV-1a hash of its id).
-Each instance has one row, ``I|<instance id>`` (status, input, output, custom status and the
-host's replay state, inbox included), and one history row per episode,
-``H|<instance id>|<execution id>|<n>`` holding that episode's events. A partition row
-``hub|clock`` keeps the virtual clock. Values over the Table property limit go to blobs in
-``<hub>-largemessages`` under content-derived names, uploaded before the row that names them.
+Each instance is ONE row (row key: the instance id) holding its status, input, output, custom
+status, the host's replay state with the messages not yet consumed, and its whole history. A row
+``hub|clock`` keeps the virtual clock.
 
-Every write of an instance is ONE entity-group transaction: the new history row and the
-instance row commit together or not at all, so a kill can never leave history without the state
-that consumed it (or the reverse), and an event is never recorded twice. Writes that wait at the
-same time are grouped per partition into one transaction (at most 100 entities and 4 MiB; an
-episode is two entities of at most ~0.5 MiB each, so every episode fits).
+Every change of an instance, an episode included, is therefore one entity write: its history and
+the state that consumed its messages are written together or not at all, and an event is never
+recorded twice. Long texts are split over several properties (``History``, ``History_1``, ...;
+``HistoryParts`` says how many); what does not fit the 1 MiB entity goes to a blob in
+``<hub>-largemessages`` named after its content and uploaded before the row that names it.
+
+Writes that wait at the same time are grouped per partition into entity-group transactions (at
+most 100 rows, 3 MiB): the service and Azurite pay per request far more than per row. Azurite looks
+rows up by scanning their partition, so one row per instance (not one per event) keeps that cheap.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -43,18 +45,18 @@ from .table_batch import MAX_OPERATIONS, TableBatchClient, TableBatchError, Tabl
 
 log = logging.getLogger("local_host.persistence")
 
-# A Table string property holds 64 KiB of UTF-16; keep headroom for the rest of the entity.
-_MAX_PROPERTY_BYTES = 60_000
+# A Table string property holds 64 KiB of UTF-16 (the texts written here are ASCII JSON: one unit
+# per character); an entity holds 1 MiB.
+_PROPERTY_CHARS = 30_000
+_ENTITY_TEXT_CHARS = 420_000
 _MAX_TRANSACTION_BYTES = 3 * 1024 * 1024  # under the 4 MiB limit, with room for the envelope
-_LARGE_FIELDS = ("Input", "Output", "CustomStatus", "State")
+TEXT_FIELDS = ("Input", "Output", "CustomStatus", "State", "History")
 _COMMIT_ATTEMPTS = 4
+# Transactions of one partition in flight at once: writes that arrive while one is in flight go in
+# the next, so a write waits for at most one transaction before its own.
+_TRANSACTIONS_IN_FLIGHT = 2
 UNFINISHED_STATUSES = ("Pending", "Running", "Suspended")
 HUB_PARTITION = "hub"
-INSTANCE_PREFIX, HISTORY_PREFIX = "I|", "H|"
-
-
-def _too_large(value: str) -> bool:
-    return len(value) * 4 > _MAX_PROPERTY_BYTES and len(value.encode("utf-16-le")) > _MAX_PROPERTY_BYTES
 
 
 def _after(prefix: str) -> str:
@@ -90,13 +92,13 @@ class InstanceConflict(Exception):
 
 @dataclass(frozen=True)
 class InstanceRecord:
-    """The stored row of one instance, large values resolved, ``State`` parsed."""
+    """The stored row of one instance: texts resolved, ``State`` parsed (``History`` on demand)."""
 
     row: dict[str, Any]
 
     @property
     def instance_id(self) -> str:
-        return str(self.row["InstanceId"])
+        return str(self.row["RowKey"])
 
     @property
     def runtime_status(self) -> str:
@@ -110,6 +112,11 @@ class InstanceRecord:
     def state(self) -> dict[str, Any]:
         return dict(self.row["State"])
 
+    @property
+    def history(self) -> list[Event]:
+        text = self.row.get("History")
+        return list(json.loads(text)) if text else []
+
 
 @dataclass(frozen=True)
 class InstanceQuery:
@@ -121,9 +128,11 @@ class InstanceQuery:
     instance_id_prefix: str | None = None
 
     def to_filter(self) -> tuple[str, dict[str, Any]]:
-        prefix = INSTANCE_PREFIX + (self.instance_id_prefix or "")
-        params: dict[str, Any] = {"rfrom": prefix, "rto": _after(prefix)}
-        clauses = ["RowKey ge @rfrom and RowKey lt @rto"]
+        params: dict[str, Any] = {"hub": HUB_PARTITION}
+        clauses = ["PartitionKey ne @hub"]
+        if self.instance_id_prefix:
+            params["rfrom"], params["rto"] = self.instance_id_prefix, _after(self.instance_id_prefix)
+            clauses.append("RowKey ge @rfrom and RowKey lt @rto")
         if self.runtime_status:
             options = []
             for i, status in enumerate(self.runtime_status):
@@ -141,23 +150,19 @@ class InstanceQuery:
 
 @dataclass
 class InstanceWrite:
-    """One atomic write of an instance: its row, and the history row of the episode it records."""
+    """One atomic write of an instance: its whole row."""
 
-    instance_row: dict[str, Any]
-    history_row: dict[str, Any] | None = None
+    row: dict[str, Any]
     create: bool = False  # the instance must not exist yet
-    blobs: dict[str, str] = field(default_factory=dict)  # large values to upload first
+    blobs: dict[str, str] = field(default_factory=dict)  # texts to upload first
 
     @cached_property
-    def operations(self) -> list[TableOperation]:
-        ops = [TableOperation("upsert", self.history_row)] if self.history_row else []
-        ops.append(TableOperation("insert" if self.create else "upsert", self.instance_row))
-        return ops
+    def operation(self) -> TableOperation:
+        return TableOperation("insert" if self.create else "upsert", self.row)
 
-    @cached_property
-    def size(self) -> int:
-        """Bytes this write adds to a transaction (JSON escapes can grow text up to 6 times)."""
-        return sum(len(op.body) for op in self.operations)
+    @property
+    def instance_id(self) -> str:
+        return str(self.row["RowKey"])
 
 
 @dataclass
@@ -171,8 +176,8 @@ class WriteCounters:
     """Storage writes the host made (the benchmark reports them per episode)."""
 
     transactions: int = 0
-    entities: int = 0
-    instance_writes: int = 0
+    rows: int = 0
+    blobs: int = 0
 
 
 class _PartitionWriter:
@@ -190,33 +195,28 @@ class _PartitionWriter:
         self._counters = counters
         self._on_committed = on_committed
         self._queue: list[_Pending] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
 
     async def write(self, write: InstanceWrite) -> None:
         pending = _Pending(write, asyncio.get_running_loop().create_future())
         self._queue.append(pending)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+        if len(self._flushers) < _TRANSACTIONS_IN_FLIGHT:
+            flusher = asyncio.create_task(self._flush())
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
         await pending.done
 
     def _take(self) -> list[_Pending]:
         taken: list[_Pending] = []
-        keys: set[tuple[str, str]] = set()
-        count = size = 0
-        while self._queue:
-            item = self._queue[0]
-            ops = item.write.operations
-            item_keys = {op.keys for op in ops}
-            item_size = item.write.size
-            if taken and (
-                count + len(ops) > MAX_OPERATIONS
-                or size + item_size > _MAX_TRANSACTION_BYTES
-                or keys & item_keys
-            ):
+        keys: set[str] = set()
+        size = 0
+        while self._queue and len(taken) < MAX_OPERATIONS:
+            write = self._queue[0].write
+            item_size = len(write.operation.body)
+            if taken and (size + item_size > _MAX_TRANSACTION_BYTES or write.instance_id in keys):
                 break
             taken.append(self._queue.pop(0))
-            keys |= item_keys
-            count += len(ops)
+            keys.add(write.instance_id)
             size += item_size
         return taken
 
@@ -236,38 +236,21 @@ class _PartitionWriter:
     async def _commit(self, batch: list[_Pending]) -> None:
         """One transaction for the batch; a conflict on a create fails that write alone."""
         while batch:
-            operations = [op for item in batch for op in item.write.operations]
             try:
-                await self._submit(operations)
+                await self._submit([item.write.operation for item in batch])
             except TableBatchError as exc:
-                culprit = self._culprit(batch, exc)
-                if culprit is None:
+                if exc.index is None or exc.status >= 500 or exc.index >= len(batch):
                     raise
-                batch.remove(culprit)
-                culprit.done.set_exception(
-                    InstanceConflict(culprit.write.instance_row["InstanceId"])
-                    if exc.code == "EntityAlreadyExists"
-                    else exc
-                )
+                culprit = batch.pop(exc.index)
+                conflict = exc.code == "EntityAlreadyExists"
+                culprit.done.set_exception(InstanceConflict(culprit.write.instance_id) if conflict else exc)
                 continue
             self._counters.transactions += 1
-            self._counters.entities += len(operations)
+            self._counters.rows += len(batch)
             for item in batch:
-                self._counters.instance_writes += 1
-                self._on_committed(item.write.instance_row["InstanceId"])
+                self._on_committed(item.write.instance_id)
                 item.done.set_result(None)
             return
-
-    @staticmethod
-    def _culprit(batch: list[_Pending], exc: TableBatchError) -> _Pending | None:
-        if exc.index is None or exc.status >= 500:
-            return None
-        position = 0
-        for item in batch:
-            position += len(item.write.operations)
-            if exc.index < position:
-                return item
-        return None
 
     async def _submit(self, operations: list[TableOperation]) -> None:
         """Submit, retrying what may be transient (a connection reset, a 5xx)."""
@@ -330,172 +313,90 @@ class DurableStore:
 
     # -- rows -----------------------------------------------------------------------------------
 
-    def _spill(
-        self, entity: dict[str, Any], key: str, value: str | None, owner: str, write: InstanceWrite
-    ) -> None:
-        """Put ``value`` in the entity, or in a blob named after its content when it is too large."""
-        if value is None:
-            return
-        if _too_large(value):
-            digest = hashlib.sha256(value.encode()).hexdigest()[:32]
-            blob_name = f"{owner}/{key.lower()}-{digest}"
-            write.blobs[blob_name] = value
-            entity[f"{key}BlobName"] = blob_name
-        else:
-            entity[key] = value
-
     def instance_write(
-        self,
-        *,
-        instance_id: str,
-        fields: dict[str, Any],
-        large: dict[str, str | None],
-        history: tuple[str, int, Sequence[Event]] | None,
-        create: bool = False,
+        self, *, instance_id: str, fields: dict[str, Any], texts: dict[str, str | None], create: bool = False
     ) -> InstanceWrite:
-        """Build the atomic write of one instance: its row (``fields`` plus ``large`` values) and
-        optionally a history row (execution id, row number, events)."""
-        partition = self.partition_of(instance_id)
-        row: dict[str, Any] = {"PartitionKey": partition, "RowKey": INSTANCE_PREFIX + instance_id}
-        row.update({"InstanceId": instance_id, **fields})
+        """The row of one instance: ``fields`` as they are, ``texts`` inline (split over several
+        properties when long) while the entity has room, the rest in blobs named after their
+        content (``TEXT_FIELDS`` order: the history, written last, is the one that spills)."""
+        row: dict[str, Any] = {
+            "PartitionKey": self.partition_of(instance_id),
+            "RowKey": instance_id,
+            **fields,
+        }
         write = InstanceWrite(row, create=create)
-        for key in _LARGE_FIELDS:
-            self._spill(row, key, large.get(key), instance_id, write)
-        if history is not None:
-            execution_id, number, events = history
-            history_row: dict[str, Any] = {
-                "PartitionKey": partition,
-                "RowKey": f"{HISTORY_PREFIX}{instance_id}|{execution_id}|{number:06d}",
-                "InstanceId": instance_id,
-                "ExecutionId": execution_id,
-                "Row": number,
-                "EventCount": len(events),
-            }
-            self._spill(history_row, "Events", json.dumps(list(events)), instance_id, write)
-            write.history_row = history_row
+        room = _ENTITY_TEXT_CHARS
+        for key in TEXT_FIELDS:
+            value = texts.get(key)
+            if value is None:
+                continue
+            if len(value) <= room:
+                room -= len(value)
+                parts = [value[i : i + _PROPERTY_CHARS] for i in range(0, len(value), _PROPERTY_CHARS)] or [
+                    ""
+                ]
+                row[key] = parts[0]
+                for number, part in enumerate(parts[1:], start=1):
+                    row[f"{key}_{number}"] = part
+                if len(parts) > 1:
+                    row[f"{key}Parts"] = len(parts)
+            else:
+                blob_name = f"{instance_id}/{key.lower()}-{hashlib.sha256(value.encode()).hexdigest()[:32]}"
+                write.blobs[blob_name] = value
+                row[f"{key}BlobName"] = blob_name
         return write
 
     async def write(self, write: InstanceWrite) -> None:
-        """Commit one instance write (grouped with others of its partition into one transaction)."""
+        """Commit one instance row (grouped with others of its partition into one transaction)."""
         for name, value in write.blobs.items():
             if name not in self._uploaded:
                 await self._large.upload_blob(name, value.encode(), overwrite=True)
                 self._uploaded.add(name)
-        partition = write.instance_row["PartitionKey"]
+                self.counters.blobs += 1
+        partition = write.row["PartitionKey"]
         writer = self._writers.get(partition)
         if writer is None:
             writer = _PartitionWriter(self._batches, self._before_commit, self.counters, self.on_committed)
             self._writers[partition] = writer
         await writer.write(write)
 
-    async def _value(self, entity: dict[str, Any], key: str) -> str | None:
+    async def _text(self, entity: dict[str, Any], key: str) -> str | None:
         blob_name = entity.get(f"{key}BlobName")
         if blob_name:
             downloader = await self._large.download_blob(blob_name)
             return (await downloader.readall()).decode()
-        value = entity.get(key)
-        return None if value is None else str(value)
+        if key not in entity:
+            return None
+        parts = int(entity.get(f"{key}Parts") or 1)
+        return "".join([str(entity[key]), *(str(entity[f"{key}_{n}"]) for n in range(1, parts))])
 
     async def _record(self, entity: dict[str, Any]) -> InstanceRecord:
         row = dict(entity)
-        for key in _LARGE_FIELDS:
-            row[key] = await self._value(row, key)
+        for key in TEXT_FIELDS:
+            row[key] = await self._text(row, key)
         row["State"] = json.loads(row["State"]) if row.get("State") else {}
         return InstanceRecord(row)
 
     async def read_instance(self, instance_id: str) -> InstanceRecord | None:
         try:
-            entity = await self._table.get_entity(
-                self.partition_of(instance_id), INSTANCE_PREFIX + instance_id
-            )
+            entity = await self._table.get_entity(self.partition_of(instance_id), instance_id)
         except ResourceNotFoundError:
             return None
         return await self._record(dict(entity))
 
-    async def _events(self, rows: Iterable[dict[str, Any]]) -> list[Event]:
-        events: list[Event] = []
-        for row in sorted(rows, key=lambda r: r["RowKey"]):
-            text = await self._value(row, "Events")
-            if text is not None:
-                events.extend(json.loads(text))
-        return events
-
-    async def load_history(self, instance_id: str, execution_id: str) -> list[Event]:
-        prefix = f"{HISTORY_PREFIX}{instance_id}|{execution_id}|"
-        rows = [
-            dict(row)
-            async for row in self._table.query_entities(
-                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-                parameters={"pk": self.partition_of(instance_id), "lo": prefix, "hi": _after(prefix)},
-            )
-        ]
-        return await self._events(r for r in rows if r["InstanceId"] == instance_id)
-
-    async def load_unfinished(self) -> list[tuple[InstanceRecord, list[Event]]]:
-        """Every unfinished instance with its history (one history query per partition)."""
-        records = await self.iter_instances(InstanceQuery(runtime_status=UNFINISHED_STATUSES))
-        wanted = {(r.instance_id, r.execution_id): r for r in records}
-        rows: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in wanted}
-        for partition in sorted({self.partition_of(r.instance_id) for r in records}):
-            async for row in self._table.query_entities(
-                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-                parameters={"pk": partition, "lo": HISTORY_PREFIX, "hi": _after(HISTORY_PREFIX)},
-            ):
-                key = (row["InstanceId"], row["ExecutionId"])
-                if key in rows:
-                    rows[key].append(dict(row))
-        return [(record, await self._events(rows[key])) for key, record in wanted.items()]
+    async def load_unfinished(self) -> list[InstanceRecord]:
+        return await self.iter_instances(InstanceQuery(runtime_status=UNFINISHED_STATUSES))
 
     async def delete_instance(self, instance_id: str) -> bool:
-        """Delete the history rows, then the instance row, then its blobs (a kill in between
-        leaves an instance that a second purge removes, never history without an instance)."""
-        partition = self.partition_of(instance_id)
-        prefix = f"{HISTORY_PREFIX}{instance_id}|"
-        keys = [
-            row["RowKey"]
-            async for row in self._table.query_entities(
-                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-                parameters={"pk": partition, "lo": prefix, "hi": _after(prefix)},
-                select=["RowKey", "InstanceId"],
-            )
-            if row["InstanceId"] == instance_id
-        ]
-        for start in range(0, len(keys), MAX_OPERATIONS):
-            await self._batches.submit(
-                [
-                    TableOperation("delete", {"PartitionKey": partition, "RowKey": k})
-                    for k in keys[start : start + MAX_OPERATIONS]
-                ]
-            )
+        """Delete the row, then the blobs it named (a blob left by a kill is never read)."""
         try:
-            await self._table.delete_entity(partition, INSTANCE_PREFIX + instance_id)
+            await self._table.delete_entity(self.partition_of(instance_id), instance_id)
         except ResourceNotFoundError:
             return False
         async for blob in self._large.list_blobs(name_starts_with=f"{instance_id}/"):
             with contextlib.suppress(ResourceNotFoundError):
                 await self._large.delete_blob(blob.name)
         return True
-
-    async def delete_other_executions(self, instance_id: str, execution_id: str) -> None:
-        """Drop history rows of earlier executions (after a restart or continue-as-new)."""
-        partition = self.partition_of(instance_id)
-        prefix = f"{HISTORY_PREFIX}{instance_id}|"
-        stale = [
-            row["RowKey"]
-            async for row in self._table.query_entities(
-                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-                parameters={"pk": partition, "lo": prefix, "hi": _after(prefix)},
-                select=["RowKey", "InstanceId", "ExecutionId"],
-            )
-            if row["InstanceId"] == instance_id and row["ExecutionId"] != execution_id
-        ]
-        for start in range(0, len(stale), MAX_OPERATIONS):
-            await self._batches.submit(
-                [
-                    TableOperation("delete", {"PartitionKey": partition, "RowKey": k})
-                    for k in stale[start : start + MAX_OPERATIONS]
-                ]
-            )
 
     async def query_instances(
         self, query: InstanceQuery, *, page_size: int, continuation: str | None = None

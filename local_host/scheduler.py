@@ -49,7 +49,7 @@ from .orchestration import (
     parse_fire_at,
     validate_instance_id,
 )
-from .persistence import DurableStore, InstanceConflict, InstanceRecord
+from .persistence import DurableStore, InstanceConflict
 
 log = logging.getLogger("local_host.scheduler")
 
@@ -127,6 +127,7 @@ class Scheduler:
         self._order = 0
         self._wake = asyncio.Event()
         self._failures: list[BaseException] = []
+        self.recorded_episodes = 0
         self._threads = ThreadPoolExecutor(
             max_workers=config.max_concurrent_activities + 4, thread_name_prefix="activity"
         )
@@ -244,7 +245,8 @@ class Scheduler:
             if episode is None:
                 inst.waiting = True
                 return
-            await self.write(inst, episode)
+            await self.write(inst)
+            self.recorded_episodes += 1
             killpoints.passed("episode-committed")
         self._after_episode(inst, episode)
 
@@ -257,10 +259,6 @@ class Scheduler:
             self._push_timer(inst, timer.timer_id, timer.fire_at)
         for child in episode.children:
             self._spawn(self._start_child(child), self._other_tasks)
-        if inst.execution_id != episode.execution_id:  # continued as new
-            self._spawn(
-                self.store.delete_other_executions(inst.instance_id, inst.execution_id), self._other_tasks
-            )
         self.settled(inst)
 
     def settled(self, inst: Instance) -> None:
@@ -277,8 +275,8 @@ class Scheduler:
         else:
             self._mark_ready(inst)
 
-    async def write(self, inst: Instance, episode: Episode | None = None, *, create: bool = False) -> None:
-        """Write the instance row, with the episode's history row, as one atomic transaction."""
+    async def write(self, inst: Instance, *, create: bool = False) -> None:
+        """Write the instance's row (status, state, messages, history): one atomic write."""
         fields: dict[str, Any] = {
             "Name": inst.name,
             "RuntimeStatus": inst.status,
@@ -288,17 +286,16 @@ class Scheduler:
             "ParentInstanceId": inst.parent.instance_id if inst.parent else None,
             "Version": inst.version + 1,
         }
-        large = {
+        texts = {
             "Input": inst.input,
             "Output": inst.output,
             "CustomStatus": inst.custom_status,
             "State": json.dumps(inst.engine_state()),
+            "History": inst.history_json(),
         }
-        history = (episode.execution_id, episode.row, episode.events) if episode is not None else None
-        write = self.store.instance_write(
-            instance_id=inst.instance_id, fields=fields, large=large, history=history, create=create
+        await self.store.write(
+            self.store.instance_write(instance_id=inst.instance_id, fields=fields, texts=texts, create=create)
         )
-        await self.store.write(write)
         inst.version += 1
 
     async def _activity(self, work: ActivityWork) -> None:
@@ -313,7 +310,6 @@ class Scheduler:
 
     async def _call_activity(self, work: ActivityWork) -> Event:
         function = self.activities.get(work.name)
-        invocation_id = str(uuid.uuid4())
         try:
             if function is None:
                 raise LookupError(missing_function(work.name, "activity"))
@@ -324,7 +320,7 @@ class Scheduler:
             )
             kwargs = {function.trigger_param: value}
             output = await call_with_timeout(
-                function, kwargs, self.config.function_timeout, invocation_id, executor=self._threads
+                function, kwargs, self.config.function_timeout, executor=self._threads
             )
             result_json = ActivityTriggerConverter.encode(output, expected_type=None).value
             return event(
@@ -357,7 +353,6 @@ class Scheduler:
             inst = Instance.started(
                 name, instance_id, input_json, self.clock.now(), parent, existing.version if existing else 0
             )
-            replaced = existing is not None
             try:
                 await self.write(inst, create=existing is None)
             except InstanceConflict:
@@ -369,11 +364,8 @@ class Scheduler:
                         ) from None
                     inst.version = int(record.row.get("Version", 0)) if record is not None else 0
                     await self.write(inst)
-                    replaced = True
             killpoints.passed("instance-started")
             self.instances[instance_id] = inst
-        if replaced:
-            self._spawn(self.store.delete_other_executions(instance_id, inst.execution_id), self._other_tasks)
         self._mark_ready(inst)
         return instance_id
 
@@ -423,7 +415,7 @@ class Scheduler:
         record = await self.store.read_instance(instance_id)
         if record is None:
             return None
-        inst = await self._instance_of(record)
+        inst = Instance.from_row(record.row)
         if instance_id in self.instances:  # started while we read
             return self.instances[instance_id]
         if not inst.is_terminal:
@@ -431,17 +423,12 @@ class Scheduler:
             await self._rebuild(inst)
         return inst
 
-    async def _instance_of(self, record: InstanceRecord) -> Instance:
-        return Instance.from_row(
-            record.row, await self.store.load_history(record.instance_id, record.execution_id)
-        )
-
     async def resume(self) -> int:
         """Load every unfinished instance and rebuild its outstanding work."""
         loaded: list[Instance] = []
-        for record, history in await self.store.load_unfinished():
+        for record in await self.store.load_unfinished():
             if record.instance_id not in self.instances:
-                inst = Instance.from_row(record.row, history)
+                inst = Instance.from_row(record.row)
                 self.instances[inst.instance_id] = inst
                 loaded.append(inst)
         for inst in loaded:

@@ -331,3 +331,14 @@ def ledger(events: list[func.EventHubEvent]) -> None:
 )
 def one_at_a_time(event: func.EventHubEvent) -> None:
     deliveries.append([event])
+
+
+@app.orchestration_trigger(context_name="context")
+def big_result(context: df.DurableOrchestrationContext) -> Any:
+    text = yield context.call_activity("big", context.get_input())
+    return len(text)
+
+
+@app.activity_trigger(input_name="size")
+def big(size: int) -> str:
+    return "x" * size

@@ -1,7 +1,8 @@
 """Crashes: a real host process SIGKILLs itself at a named point (``LOCAL_HOST_KILL_AT``), and a
-new host on the same storage finishes the work. Nothing is recorded twice: an episode's history
-row and its instance row are one transaction, so there is no instant between "history written"
-and "state written" for a kill to hit; what the killed process had not written is done again."""
+new host on the same storage finishes the work. Nothing is recorded twice: an episode's history and
+the state that consumed its messages are one row written in one request, so there is no instant
+between "history written" and "state written" for a kill to hit; what the killed process had not
+written yet is done again."""
 
 from __future__ import annotations
 
