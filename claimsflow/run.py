@@ -256,7 +256,11 @@ async def _drive(
     install_clock(clock)
     reset_runtime()
     host = LocalHost(
-        function_app.app, connection_string=settings.storage_connection_string, settings_env=env, clock=clock
+        function_app.app,
+        connection_string=settings.storage_connection_string,
+        settings_env=env,
+        clock=clock,
+        app_root=REPO_ROOT,
     )
     await host.start()
     try:
@@ -277,6 +281,7 @@ async def _drive(
                         connection_string=settings.storage_connection_string,
                         settings_env=env,
                         clock=clock,
+                        app_root=REPO_ROOT,
                     )
                     await host.start()
                     await host.deliver_event_hub(hub, chunk, enqueued_times=times)
