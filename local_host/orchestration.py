@@ -239,9 +239,7 @@ class Instance:
     inbox: list[Event] = field(default_factory=list)
     replay: ReplayState = field(default_factory=ReplayState)
     version: int = 0  # writes of the instance row so far
-    failure_type: str | None = None
     waiting: bool = False  # the last episode made no progress: wait for a new message
-    running: bool = False  # an episode or management write is in flight
     stored_json: list[str] = field(default_factory=list, repr=False)  # each event as stored
     played_json: list[str] = field(default_factory=list, repr=False)  # ... and as replayed
     resolved: set[int] = field(default_factory=set, repr=False)
@@ -286,7 +284,6 @@ class Instance:
             "replay": self.replay.to_json(),
             "inbox": self.inbox,
             "parent": asdict(self.parent) if self.parent else None,
-            "failureType": self.failure_type,
         }
 
     @classmethod
@@ -326,8 +323,10 @@ class Instance:
             EventType.ExecutionCompleted, now, self.replay.seq(), OrchestrationStatus=status, Result=result
         )
         if status == "Failed":
-            self.failure_type = error_type or "OrchestrationFailure"
-            completed["FailureDetails"] = {"ErrorType": self.failure_type, "ErrorMessage": result}
+            completed["FailureDetails"] = {
+                "ErrorType": error_type or "OrchestrationFailure",
+                "ErrorMessage": result,
+            }
         return completed
 
     def continue_as_new(self, new_input: str | None, now: datetime) -> None:
@@ -360,7 +359,6 @@ class Instance:
             custom_status=row.get("CustomStatus"),
             replay=ReplayState.from_json(state.get("replay", {})),
             version=int(row.get("Version", 0)),
-            failure_type=state.get("failureType"),
         )
         inst.append_history(json.loads(row["History"]) if row.get("History") else [])
         for item in state.get("inbox", []):

@@ -4,8 +4,9 @@ instant leaves storage consistent.
 Layout: one table, ``<hub>Orchestrations``, partitioned like the Azure Storage provider's control
 queues (``partitionCount`` of host.json; an instance's partition is the FNV-1a hash of its id).
 Each instance is ONE row (row key: the instance id) holding its status, input, output, custom
-status, the host's replay state with the messages not yet consumed, and its whole history. A row
-``hub|clock`` keeps the virtual clock.
+status, the host's replay state with the messages not yet consumed, and its whole history.
+Partition ``hub`` keeps the task hub's partition count (fixed when the hub is created, as the Azure
+Storage provider fixes it) and the virtual clock.
 
 Every change of an instance, an episode included, is therefore one entity write: its history and
 the state that consumed its messages are written together or not at all, and an event is never
@@ -25,7 +26,6 @@ import base64
 import contextlib
 import hashlib
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,8 +42,6 @@ from shared.storage import parse_connection_string
 
 from .history import Event
 from .table_batch import MAX_OPERATIONS, TableBatchClient, TableBatchError, TableOperation
-
-log = logging.getLogger("local_host.persistence")
 
 # A Table string property holds 64 KiB of UTF-16 (the texts written here are ASCII JSON: one unit
 # per character); an entity holds 1 MiB.
@@ -107,10 +105,6 @@ class InstanceRecord:
     @property
     def execution_id(self) -> str:
         return str(self.row["ExecutionId"])
-
-    @property
-    def state(self) -> dict[str, Any]:
-        return dict(self.row["State"])
 
     @property
     def history(self) -> list[Event]:
@@ -188,12 +182,10 @@ class _PartitionWriter:
         batches: TableBatchClient,
         before_commit: Callable[[], Any],
         counters: WriteCounters,
-        on_committed: Callable[[str], None],
     ) -> None:
         self._batches = batches
         self._before_commit = before_commit
         self._counters = counters
-        self._on_committed = on_committed
         self._queue: list[_Pending] = []
         self._flushers: set[asyncio.Task[None]] = set()
 
@@ -248,7 +240,6 @@ class _PartitionWriter:
             self._counters.transactions += 1
             self._counters.rows += len(batch)
             for item in batch:
-                self._on_committed(item.write.instance_id)
                 item.done.set_result(None)
             return
 
@@ -287,20 +278,34 @@ class DurableStore:
         self._writers: dict[str, _PartitionWriter] = {}
         self._uploaded: set[str] = set()
         self._before_commit: Callable[[], Any] = _nothing
-        self.on_committed: Callable[[str], None] = lambda instance_id: None
 
     @property
     def connection_string(self) -> str:
         return self._connection_string
 
     async def open(self, before_commit: Callable[[], Any] | None = None) -> None:
-        """Create the table and container; ``before_commit`` runs before every transaction."""
+        """Create the table and container, and read (or fix) the hub's partition count;
+        ``before_commit`` runs before every transaction."""
         if before_commit is not None:
             self._before_commit = before_commit
         with contextlib.suppress(ResourceExistsError):
             await self._table.create_table()
         with contextlib.suppress(ResourceExistsError):
             await self._large.create_container()
+        try:
+            hub = await self._table.get_entity(HUB_PARTITION, "taskhub")
+            self.partition_count = int(hub["PartitionCount"])
+        except ResourceNotFoundError:
+            with contextlib.suppress(ResourceExistsError):
+                await self._table.create_entity(
+                    {
+                        "PartitionKey": HUB_PARTITION,
+                        "RowKey": "taskhub",
+                        "PartitionCount": self.partition_count,
+                    }
+                )
+            hub = await self._table.get_entity(HUB_PARTITION, "taskhub")
+            self.partition_count = int(hub["PartitionCount"])
 
     async def close(self) -> None:
         await self._batches.close()
@@ -309,6 +314,7 @@ class DurableStore:
         await self._blobs.close()
 
     def partition_of(self, instance_id: str) -> str:
+        """The instance's control partition: FNV-1a of its id modulo the hub's partition count."""
         return f"{fnv1a(instance_id) % self.partition_count:02d}"
 
     # -- rows -----------------------------------------------------------------------------------
@@ -356,7 +362,7 @@ class DurableStore:
         partition = write.row["PartitionKey"]
         writer = self._writers.get(partition)
         if writer is None:
-            writer = _PartitionWriter(self._batches, self._before_commit, self.counters, self.on_committed)
+            writer = _PartitionWriter(self._batches, self._before_commit, self.counters)
             self._writers[partition] = writer
         await writer.write(write)
 

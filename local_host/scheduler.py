@@ -181,12 +181,6 @@ class Scheduler:
             return None
         return inst
 
-    @property
-    def busy(self) -> bool:
-        return bool(
-            self._ready or self._activity_queue or self._episodes or self._activity_tasks or self._other_tasks
-        )
-
     def next_timer_due(self) -> datetime | None:
         while self._timers:
             if self._live_timer(self._timers[0]) is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from azure.data.tables import TableServiceClient
@@ -82,3 +83,25 @@ async def test_a_conflicting_create_fails_alone_in_its_transaction(
     await second.run_until_idle()
     history = await second.get_history("again")
     assert [e["EventType"] for e in history].count(0) == 1  # one ExecutionStarted: a fresh execution
+
+
+async def test_the_partition_count_is_fixed_when_the_hub_is_created(
+    make_host: MakeHost, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    def root(name: str, count: int) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        document = {"extensions": {"durableTask": {"storageProvider": {"partitionCount": count}}}}
+        (folder / "host.json").write_text(json.dumps(document))
+        return folder
+
+    hub = unique("hub")
+    first = await make_host(task_hub=hub, app_root=root("two", 2))
+    await first.start_orchestration("sleeper", 40, instance_id="nap")
+    await first.run_until(START)
+    await first.stop()
+    second = await make_host(task_hub=hub, app_root=root("eight", 8), clock=VirtualClock(START))
+    assert second.store.partition_count == 2  # where the instances already are
+    await second.run_until_idle()
+    status = await second.get_status("nap")
+    assert status is not None and status.runtime_status == "Completed"
