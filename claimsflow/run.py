@@ -256,7 +256,11 @@ async def _drive(
     install_clock(clock)
     reset_runtime()
     host = LocalHost(
-        function_app.app, connection_string=settings.storage_connection_string, settings_env=env, clock=clock
+        function_app.app,
+        connection_string=settings.storage_connection_string,
+        settings_env=env,
+        clock=clock,
+        app_root=REPO_ROOT,
     )
     await host.start()
     try:
@@ -277,6 +281,7 @@ async def _drive(
                         connection_string=settings.storage_connection_string,
                         settings_env=env,
                         clock=clock,
+                        app_root=REPO_ROOT,
                     )
                     await host.start()
                     await host.deliver_event_hub(hub, chunk, enqueued_times=times)
@@ -303,12 +308,12 @@ async def _drive(
 
 async def instance_counts(host: LocalHost) -> Counter[str]:
     """Instances by runtime status, paging through the host's instance store."""
-    from local_host.store import InstanceQuery
+    from local_host import InstanceQuery
 
     counts: Counter[str] = Counter()
     token: str | None = None
     while True:
-        statuses, token = await host.engine.query(InstanceQuery(), page_size=500, continuation=token)
+        statuses, token = await host.management.query(InstanceQuery(), page_size=500, continuation=token)
         counts.update(status.runtime_status for status in statuses)
         if not token:
             return counts

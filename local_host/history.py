@@ -1,10 +1,11 @@
-"""DTFx-shaped history events as the Durable extension hands them to the Python SDK, and the
-conversion to the ``historyEvents`` shape the extension's status API returns."""
+"""The history model: DTFx-shaped history events as the Durable extension hands them to the Python
+SDK, the actions the SDK answers with, and the ``historyEvents`` shape of the status API."""
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from enum import IntEnum
 from typing import Any
@@ -42,7 +43,61 @@ class EventType(IntEnum):
     ExecutionResumed = 20
 
 
+class ActionType(IntEnum):
+    """The SDK's ``ActionType`` values (the extension's ``AsyncActionType``)."""
+
+    CallActivity = 0
+    CallActivityWithRetry = 1
+    CallSubOrchestrator = 2
+    CallSubOrchestratorWithRetry = 3
+    ContinueAsNew = 4
+    CreateTimer = 5
+    WaitForExternalEvent = 6
+    CallEntity = 7
+    CallHttp = 8
+    SignalEntity = 9
+    ScheduledSignalEntity = 10
+    WhenAny = 11
+    WhenAll = 12
+
+
+COMPLETION_EVENTS = frozenset(
+    {
+        EventType.TaskCompleted,
+        EventType.TaskFailed,
+        EventType.SubOrchestrationInstanceCompleted,
+        EventType.SubOrchestrationInstanceFailed,
+    }
+)
+SUCCESS_EVENTS = frozenset({EventType.TaskCompleted, EventType.SubOrchestrationInstanceCompleted})
+
+
+def _leaves(action: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    if action.get("actionType") in (ActionType.WhenAll, ActionType.WhenAny):
+        for child in action.get("compoundActions") or ():
+            yield from _leaves(child)
+    else:
+        yield action
+
+
+def flatten_actions(actions: Sequence[Sequence[Mapping[str, Any]]]) -> list[Mapping[str, Any]]:
+    """The V2/V3 action list without its WhenAll/WhenAny wrappers, in scheduling order."""
+    return [leaf for group in actions for action in group for leaf in _leaves(action)]
+
+
+def resolved_id(e: Event) -> int | None:
+    """The sequence number of the task or timer an event completes (None for other events)."""
+    kind = e["EventType"]
+    if kind in COMPLETION_EVENTS:
+        return int(e["TaskScheduledId"])
+    if kind == EventType.TimerFired:
+        return int(e["TimerId"])
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
 def timestamp(moment: datetime) -> str:
+    """DTFx's timestamp text, memoised: on a virtual clock most events share a few moments."""
     return moment.strftime(TIMESTAMP_FORMAT)
 
 

@@ -21,17 +21,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from .engine import (
-    DurableEngine,
-    InstanceExists,
-    InstanceGone,
-    InstanceNotFound,
-    InstanceNotTerminal,
-    InstanceStatus,
-    UnknownFunction,
-)
 from .history import to_status_history
-from .store import InstanceQuery
+from .management import InstanceStatus, Management
+from .persistence import InstanceQuery
+from .scheduler import InstanceExists, InstanceGone, InstanceNotFound, InstanceNotTerminal, UnknownFunction
 
 WEBHOOK_PREFIX = "/runtime/webhooks/durabletask"
 RPC_PREFIX = "/durabletask"
@@ -158,15 +151,15 @@ def status_payload(status: InstanceStatus, *, show_input: bool, show_history_out
 
 
 class ManagementApi:
-    """Request handlers over a :class:`DurableEngine`."""
+    """Request handlers over :class:`Management`."""
 
-    def __init__(self, engine: DurableEngine, urls: ManagementUrls, host_keys: Collection[str]) -> None:
-        self.engine = engine
+    def __init__(self, management: Management, urls: ManagementUrls, host_keys: Collection[str]) -> None:
+        self.management = management
         self.urls = urls
         self.host_keys = frozenset(host_keys)
 
-    def application(self) -> web.Application:
-        app = web.Application(middlewares=[self._require_key])
+    def add_routes(self, app: web.Application) -> None:
+        app.middlewares.append(self._require_key)
         for prefix in (WEBHOOK_PREFIX, RPC_PREFIX):
             app.router.add_post(f"{prefix}/orchestrators/{{name}}", self.start)
             app.router.add_post(f"{prefix}/orchestrators/{{name}}/{{instance_id}}", self.start)
@@ -177,7 +170,6 @@ class ManagementApi:
             app.router.add_delete(f"{prefix}/instances/{{instance_id}}", self.purge)
             app.router.add_post(f"{prefix}/instances/{{instance_id}}/raiseEvent/{{event}}", self.raise_event)
             app.router.add_post(f"{prefix}/instances/{{instance_id}}/{{operation}}", self.operation)
-        return app
 
     @web.middleware
     async def _require_key(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -195,7 +187,7 @@ class ManagementApi:
             except ValueError as exc:
                 return _error(400, "Invalid JSON content", exc)
         try:
-            instance_id = await self.engine.start_instance(
+            instance_id = await self.management.start(
                 request.match_info["name"], request.match_info.get("instance_id") or None, body or None
             )
         except InstanceExists as exc:
@@ -207,7 +199,7 @@ class ManagementApi:
 
     async def get_status(self, request: web.Request) -> web.Response:
         instance_id = request.match_info["instance_id"]
-        status = await self.engine.status(instance_id, with_history=_bool(request, "showHistory", False))
+        status = await self.management.status(instance_id, with_history=_bool(request, "showHistory", False))
         if status is None:
             return web.Response(status=404)
         payload = status_payload(
@@ -231,7 +223,7 @@ class ManagementApi:
         )
         try:
             page_size = int(request.query.get("top", DEFAULT_PAGE_SIZE))
-            statuses, token = await self.engine.query(
+            statuses, token = await self.management.query(
                 query, page_size=max(page_size, 1), continuation=request.headers.get(CONTINUATION_HEADER)
             )
         except ValueError as exc:
@@ -242,7 +234,7 @@ class ManagementApi:
 
     async def purge(self, request: web.Request) -> web.Response:
         try:
-            deleted = await self.engine.purge(request.match_info["instance_id"])
+            deleted = await self.management.purge(request.match_info["instance_id"])
         except InstanceNotFound:
             return web.Response(status=404)
         except InstanceNotTerminal as exc:
@@ -256,9 +248,9 @@ class ManagementApi:
         query = InstanceQuery(
             runtime_status=_statuses(request),
             created_from=created_from,
-            created_to=_datetime(request, "createdTimeTo") or self.engine.clock.now(),
+            created_to=_datetime(request, "createdTimeTo") or self.management.clock.now(),
         )
-        deleted = await self.engine.purge_by(query)
+        deleted = await self.management.purge_by(query)
         return _json(200, {"instancesDeleted": deleted}) if deleted else web.Response(status=404)
 
     async def raise_event(self, request: web.Request) -> web.Response:
@@ -271,7 +263,7 @@ class ManagementApi:
         except ValueError as exc:
             return _error(400, "Invalid JSON content", exc)
         try:
-            await self.engine.raise_event(instance_id, request.match_info["event"], body or "null")
+            await self.management.raise_event(instance_id, request.match_info["event"], body or "null")
         except InstanceNotFound:
             return web.Response(status=404)
         except InstanceGone:
@@ -284,12 +276,12 @@ class ManagementApi:
         reason = request.query.get("reason")
         try:
             if operation == "terminate":
-                await self.engine.terminate(instance_id, reason)
+                await self.management.terminate(instance_id, reason)
             elif operation in ("suspend", "resume"):
-                await self.engine.set_suspended(instance_id, operation == "suspend", reason)
+                await self.management.set_suspended(instance_id, operation == "suspend", reason)
             elif operation == "restart":
                 try:
-                    new_id = await self.engine.restart(
+                    new_id = await self.management.restart(
                         instance_id, new_instance_id=_bool(request, "restartWithNewInstanceId", True)
                     )
                 except InstanceNotFound as exc:
@@ -297,7 +289,7 @@ class ManagementApi:
                 payload = self.urls.payload(new_id)
                 return _json(202, payload, {"Location": payload["statusQueryGetUri"], "Retry-After": "10"})
             elif operation == "rewind":
-                if await self.engine.status(instance_id) is None:
+                if await self.management.status(instance_id) is None:
                     return web.Response(status=404)
                 return _error(501, "Rewind is not supported by the underlying storage provider.")
             else:

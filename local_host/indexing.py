@@ -18,6 +18,7 @@ EVENT_HUB_TRIGGER = "eventHubTrigger"
 TIMER_TRIGGER = "timerTrigger"
 ORCHESTRATION_TRIGGER = "orchestrationTrigger"
 ACTIVITY_TRIGGER = "activityTrigger"
+HTTP_TRIGGER = "httpTrigger"
 DURABLE_CLIENT = "durableClient"
 
 _SETTING_REF = re.compile(r"%([^%]+)%")
@@ -112,6 +113,19 @@ class IndexedFunction:
     @property
     def event_hub_name(self) -> str | None:
         return self.trigger.get("eventHubName") if self.trigger_type == EVENT_HUB_TRIGGER else None
+
+    @property
+    def consumer_group(self) -> str:
+        return str(self.trigger.get("consumerGroup") or "$Default")
+
+    @property
+    def cardinality_many(self) -> bool:
+        return _type_name(self.trigger.get("cardinality") or "one").lower() == "many"
+
+    @property
+    def auth_level(self) -> str:
+        """``anonymous``, ``function`` (the host's default) or ``admin``."""
+        return _type_name(self.trigger.get("authLevel") or "function").lower()
 
 
 # ``FunctionApp.get_functions()`` may be called once per app (a second call fails its uniqueness

@@ -1,25 +1,24 @@
-"""Invoking trigger functions the way the Python worker does: trigger input built by the library's
-own converters (Event Hub batches, timer requests), durable client bindings as JSON strings, an
-optional ``context``, and the host's retry policies with delays on the virtual clock."""
+"""Invoking functions the way the host and the Python worker do: trigger input built by the
+library's own converters, durable client bindings as JSON strings, an optional ``context``,
+``functionTimeout`` enforced, and the host's retry policies with delays on the virtual clock."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import datetime
-from types import SimpleNamespace
+from datetime import datetime, timedelta
 from typing import Any
 
 import azure.functions as func
 from azure.functions import meta
-from azure.functions.eventhub import EventHubTriggerConverter
 from azure.functions.timer import TimerRequestConverter
 
-from .clock import VirtualClock
 from .history import timestamp
 from .indexing import IndexedFunction
 
@@ -67,81 +66,45 @@ class DeliveryOutcome:
         return self.errors[-1] if self.errors else None
 
 
-@dataclass
-class PartitionCursor:
-    """Sequence numbers and byte offsets of one Event Hub partition, as the service assigns them."""
-
-    next_sequence: int = 0
-    next_offset: int = 0
+class FunctionTimeoutException(Exception):
+    """A function ran longer than host.json's ``functionTimeout`` (the host's own exception name)."""
 
 
-def build_event_hub_batch(
+def format_timespan(value: timedelta) -> str:
+    """A duration as .NET prints a TimeSpan (``[d.]hh:mm:ss[.fffffff]``), as in the host's messages."""
+    ticks = round(value.total_seconds() * 10_000_000)
+    days, rest = divmod(ticks, 864_000_000_000)
+    hours, rest = divmod(rest, 36_000_000_000)
+    minutes, rest = divmod(rest, 600_000_000)
+    seconds, fraction = divmod(rest, 10_000_000)
+    text = f"{hours:02d}:{minutes:02d}:{seconds:02d}"
+    return (f"{days}." if days else "") + text + (f".{fraction:07d}" if fraction else "")
+
+
+async def call_with_timeout(
+    function: IndexedFunction,
+    kwargs: Mapping[str, Any],
+    timeout: timedelta | None,
+    invocation_id: str | None = None,
     *,
-    hub_name: str,
-    consumer_group: str,
-    partition_id: str,
-    bodies: Sequence[bytes | str],
-    cursor: PartitionCursor,
-    enqueued_time: datetime,
-    partition_key: str | None,
-    enqueued_times: Sequence[datetime] | None = None,
-    properties: Sequence[dict[str, Any]] | None,
-    function_name: str,
-) -> list[func.EventHubEvent]:
-    """A ``cardinality=many`` batch built by the library's ``EventHubTriggerConverter`` from the
-    trigger metadata the Event Hubs extension sends (``SystemPropertiesArray`` and the arrays)."""
-    raw = [b.encode() if isinstance(b, str) else bytes(b) for b in bodies]
-    if enqueued_times is not None and len(enqueued_times) != len(raw):
-        raise ValueError("enqueued_times must have one entry per body")
-    times = (
-        [timestamp(t) for t in enqueued_times] if enqueued_times else [timestamp(enqueued_time)] * len(raw)
-    )
-    enqueued = timestamp(enqueued_time)
-    sequences, offsets = [], []
-    for body in raw:
-        sequences.append(cursor.next_sequence)
-        offsets.append(cursor.next_offset)
-        cursor.next_sequence += 1
-        cursor.next_offset += len(body)
-    system = [
-        {
-            "x-opt-sequence-number": seq,
-            "x-opt-offset": str(off),
-            "x-opt-enqueued-time": at,
-            "x-opt-partition-key": partition_key,
-            "SequenceNumber": seq,
-            "Offset": str(off),
-            "PartitionKey": partition_key,
-            "EnqueuedTimeUtc": at,
-        }
-        for seq, off, at in zip(sequences, offsets, times, strict=True)
-    ]
-    user_properties = list(properties) if properties is not None else [{} for _ in raw]
-    if len(user_properties) != len(raw):
-        raise ValueError("properties must have one entry per body")
-    context = {
-        "ConsumerGroup": consumer_group,
-        "EventHubName": hub_name,
-        "FullyQualifiedNamespace": "localhost",
-        "PartitionId": partition_id,
-    }
-    metadata = {
-        "PartitionContext": meta.Datum(json.dumps(context), "json"),
-        "PartitionKeyArray": meta.Datum(json.dumps([partition_key] * len(raw)), "json"),
-        "OffsetArray": meta.Datum(json.dumps([str(o) for o in offsets]), "json"),
-        "SequenceNumberArray": meta.Datum(json.dumps(sequences), "json"),
-        "EnqueuedTimeUtcArray": meta.Datum(json.dumps(times), "json"),
-        "PropertiesArray": meta.Datum(json.dumps(user_properties), "json"),
-        "SystemPropertiesArray": meta.Datum(json.dumps(system), "json"),
-        "sys": meta.Datum(
-            json.dumps({"MethodName": function_name, "UtcNow": enqueued, "RandGuid": str(uuid.uuid4())}),
-            "json",
-        ),
-    }
-    data = meta.Datum(SimpleNamespace(bytes=raw), "collection_bytes")
-    events = EventHubTriggerConverter.decode(data, trigger_metadata=metadata)
-    assert isinstance(events, list)
-    return events
+    executor: Executor | None = None,
+) -> Any:
+    """Call a function (a synchronous one on a worker thread) and fail it with the host's error
+    when it runs longer than ``timeout``; the wall clock counts here, as in the host."""
+    if function.is_async:
+        call: Awaitable[Any] = function.user_function(**kwargs)
+    else:
+        loop = asyncio.get_running_loop()
+        call = loop.run_in_executor(executor, functools.partial(function.user_function, **kwargs))
+    if timeout is None:
+        return await call
+    try:
+        return await asyncio.wait_for(call, timeout.total_seconds())
+    except TimeoutError:
+        raise FunctionTimeoutException(
+            f"Timeout value of {format_timespan(timeout)} exceeded by function 'Functions.{function.name}' "
+            f"(Id: '{invocation_id or uuid.uuid4()}'). Initiating cancellation."
+        ) from None
 
 
 def build_timer_request(
@@ -163,28 +126,27 @@ async def invoke_with_retries(
     trigger_value: Any,
     *,
     bindings: dict[str, Any],
-    clock: VirtualClock,
+    timeout: timedelta | None,
+    wait: Callable[[timedelta], Awaitable[None]],
 ) -> DeliveryOutcome:
     """Invoke once, and again with the same payload while the function's retry policy allows;
-    the delay between attempts passes on the virtual clock."""
+    ``wait`` lets the delay between attempts pass (on the virtual clock)."""
     outcome = DeliveryOutcome(function.name, attempts=0, succeeded=False)
     policy = function.retry
     max_retries = policy.max_retry_count if policy else 0
     while True:
+        invocation_id = str(uuid.uuid4())
         kwargs = {function.trigger_param: trigger_value, **bindings}
         if function.wants_context:
             kwargs["context"] = InvocationContext(
-                invocation_id=str(uuid.uuid4()),
+                invocation_id=invocation_id,
                 function_name=function.name,
                 function_directory="",
                 retry_context=RetryContext(outcome.attempts, max_retries, outcome.last_error),  # type: ignore[arg-type]
             )
         outcome.attempts += 1
         try:
-            if function.is_async:
-                await function.user_function(**kwargs)
-            else:
-                await asyncio.to_thread(function.user_function, **kwargs)
+            await call_with_timeout(function, kwargs, timeout, invocation_id)
         except Exception as exc:
             outcome.errors.append(exc)
             retries_done = outcome.attempts - 1
@@ -192,7 +154,7 @@ async def invoke_with_retries(
                 log.error("function %s gave up after %d attempt(s): %r", function.name, outcome.attempts, exc)
                 return outcome
             log.warning("function %s failed (attempt %d), retrying: %r", function.name, outcome.attempts, exc)
-            clock.advance(policy.delay_before(retries_done + 1))
+            await wait(policy.delay_before(retries_done + 1))
             continue
         outcome.succeeded = True
         return outcome

@@ -117,7 +117,7 @@ async def test_webhook_routes_need_the_host_key(host: LocalHost) -> None:
 
 async def test_list_pages_with_continuation_tokens(host: LocalHost) -> None:
     for i in range(130):
-        await host.engine.start_instance("chain", f"page-{i:03d}", None)
+        await host.management.start("chain", f"page-{i:03d}", None)
     await host.start_orchestration("chain", instance_id="other-1")
     client = host.durable_client()
     first_page = await client.get_status_by(runtime_status=[df.OrchestrationRuntimeStatus.Pending])
