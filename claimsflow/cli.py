@@ -37,7 +37,19 @@ def run(
         str | None,
         typer.Option(
             help="Name the run (lower-case letters and digits): its task hub, tables and files are "
-            "named after it, so ops commands can find them. Default: a fresh name per run."
+            "named after it, so ops commands find them, and the same command with the same name "
+            "resumes a run that was stopped or killed. Default: a fresh name per run."
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the generated traffic (default: random, kept with the run)")
+    ] = None,
+    start: Annotated[
+        datetime | None,
+        typer.Option(
+            help="The run's start time on its virtual clock, e.g. 2026-12-01T09:00:00+00:00 "
+            "(default: now, kept with the run)",
+            formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"],
         ),
     ] = None,
     report: Annotated[Path | None, typer.Option(help="Write the run report as JSON to this path")] = None,
@@ -62,6 +74,8 @@ def run(
         generate=generate,
         redeliver=redeliver,
         run_name=run_name,
+        seed=seed,
+        start=start if start is None or start.tzinfo else start.replace(tzinfo=UTC),
     )
     try:
         result = asyncio.run(run_pipeline(options))

@@ -1,16 +1,23 @@
 """``claimsflow run``: the whole pipeline (XACT and ClaimX) on a laptop, start to settled.
 
-Storage is the account in ``AzureWebJobsStorage`` when it answers, else an Azurite started for
-the run (left running afterwards so the report's connection string and storage options open the
-results). The local host runs ``function_app.app``; the simulator answers for the allowlisted
-attachment hosts and the ClaimX API. Each hub's lines are delivered in file order,
-``maxEventBatchSize`` at a time, each line with its own fixed enqueued time; with
-``redeliver`` each batch comes again after a restart (a new host process state: fresh
-memory, pending work resumed from storage).
+Storage is the account in ``AzureWebJobsStorage`` when it answers, else the Azurite an earlier run
+left running, else an Azurite started for the run (and left running, so the report's connection
+string and storage options open the results). The local host runs ``function_app.app``; the
+simulator answers for the allowlisted attachment hosts and the ClaimX API. Each hub's lines form
+one Event Hub partition, each line with a fixed enqueued time, delivered from the checkpoint on in
+batches of ``maxEventBatchSize``.
+
+A run is resumable: everything it keeps is named after its run name, and what it started with
+is recorded in the state account (:mod:`claimsflow.runs`). The same command with the same name on
+the same storage, after the process was killed at any instant, delivers what was not checkpointed,
+continues the orchestrations from their histories, fires the timers that are due and flushes what
+is staged, ending with the tables and files an uninterrupted run gives. With ``redeliver`` each
+batch comes again after a restart (fresh memory, pending work resumed from storage).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -33,9 +40,9 @@ from deltalake.exceptions import TableNotFoundError
 from claimsflow.azurite import REPO_ROOT, Azurite
 from claimsflow.claimx_samples import generate as generate_claimx
 from claimsflow.local_settings import sample_values
+from claimsflow.runs import RunRecord, RunStore, fingerprint, new_start
 from claimsflow.samples import default_world, generate
 from shared import metrics
-from shared.clock import install_clock, remove_clock
 from shared.config import Settings
 from shared.runtime import reset_runtime
 from shared.storage import LakeLocation, StorageFactory
@@ -64,6 +71,8 @@ class RunOptions:
     generate: int | None = None
     redeliver: bool = False
     run_name: str | None = None
+    seed: int | None = None
+    start: datetime | None = None
 
 
 def fresh_run_name() -> str:
@@ -111,8 +120,22 @@ def storage_answers(connection_string: str) -> bool:
         return False
 
 
+def run_storage() -> tuple[str, bool]:
+    """The run's storage (connection string, and whether this run started it): the account in
+    ``AzureWebJobsStorage`` when it answers, else the Azurite an earlier run left running (which
+    holds that run's state, so a killed run resumes), else a new one."""
+    connection_string = os.environ.get("AzureWebJobsStorage", "UseDevelopmentStorage=true")
+    if storage_answers(connection_string):
+        return connection_string, False
+    if AZURITE_PID_FILE.exists():
+        recorded = str(json.loads(AZURITE_PID_FILE.read_text())["connection_string"])
+        if storage_answers(recorded):
+            return recorded, False
+    return start_run_azurite().connection_string, True
+
+
 def start_run_azurite() -> Azurite:
-    """A fresh Azurite for this run; the previous run's one (if any) is stopped first."""
+    """A new Azurite for runs; a recorded one that no longer answers is stopped first."""
     STATE_DIR.mkdir(exist_ok=True)
     if AZURITE_PID_FILE.exists():
         previous = json.loads(AZURITE_PID_FILE.read_text())
@@ -144,61 +167,95 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def run_environment(connection_string: str, simulator_url: str, run_name: str) -> dict[str, str]:
-    """The embedded local default settings for one run. Everything the run keeps is named after
-    ``run_name``: the task hub (and so the state tables and containers), the lake container with
-    the Delta tables and the attachment files, so a run of the same name finds it all again."""
+    """The embedded local default settings for one run: the sample's, where the caller's environment
+    does not set them (``TRANSFER_BLOCK_SIZE_MB=1 claimsflow run ...``), and the ones the run owns.
+    Everything the run keeps is named after ``run_name``: the task hub (and so the state tables and
+    containers), the lake container with the Delta tables and the attachment files, so a run of the
+    same name finds it all again."""
     lake = f"abfss://lake{run_name}@devstoreaccount1.dfs.core.windows.net"
-    return sample_values() | {
-        "AzureWebJobsStorage": connection_string,
-        "ENVIRONMENT": "development",
-        "SIMULATION_MODE": "true",
-        "SIMULATOR_URL": simulator_url,
-        "TASKHUB_NAME": f"run{run_name}",
-        "LAKE_TABLES_URI": os.environ.get("LAKE_TABLES_URI", f"{lake}/Tables"),
-        "XACT_ATTACHMENTS_URI": os.environ.get("XACT_ATTACHMENTS_URI", f"{lake}/Files/xact/attachments"),
-        "CLAIMX_ATTACHMENTS_URI": os.environ.get(
-            "CLAIMX_ATTACHMENTS_URI", f"{lake}/Files/claimx/attachments"
-        ),
-        "CLAIMX_API_TOKEN": SIMULATED_CLAIMX_TOKEN,
-        "CLAIMX_API_RETRY_BACKOFF_SECONDS": "0.05",
+    defaults = sample_values() | {
+        "LAKE_TABLES_URI": f"{lake}/Tables",
+        "XACT_ATTACHMENTS_URI": f"{lake}/Files/xact/attachments",
+        "CLAIMX_ATTACHMENTS_URI": f"{lake}/Files/claimx/attachments",
     }
+    return (
+        defaults
+        | {key: os.environ[key] for key in defaults if key in os.environ}
+        | {
+            "AzureWebJobsStorage": connection_string,
+            "ENVIRONMENT": "development",
+            "SIMULATION_MODE": "true",
+            "SIMULATOR_URL": simulator_url,
+            "TASKHUB_NAME": f"run{run_name}",
+            # Event Hub checkpoints are kept per namespace, hub and consumer group: one namespace a run.
+            "EventHubConnection": defaults["EventHubConnection"].replace(
+                "sb://localhost", f"sb://run{run_name}.localhost"
+            ),
+            "CLAIMX_API_TOKEN": SIMULATED_CLAIMX_TOKEN,
+            "CLAIMX_API_RETRY_BACKOFF_SECONDS": "0.05",
+        }
+    )
 
 
 async def run_pipeline(options: RunOptions) -> dict[str, Any]:
     from claimsflow.simulator import AttachmentSimulator
 
+    connection_string, started_azurite = run_storage()
+    run_name = fresh_run_name() if options.run_name is None else check_run_name(options.run_name)
+    runs = RunStore(connection_string)
+    record = runs.record(run_name)
+    if record is None:
+        default_start, default_seed = new_start()
+        started_at = options.start or default_start
+        seed = default_seed if options.seed is None else options.seed
+    else:
+        started_at, seed = record.started_at, record.seed
+        if (options.seed is not None and options.seed != seed) or (
+            options.start and options.start != started_at
+        ):
+            raise RunError(
+                f"run {run_name!r} was started with --seed {seed} --start {started_at.isoformat()}; "
+                "give the same options to resume it, or another --run-name"
+            )
     if options.xact_events is not None or options.claimx_events is not None:
         xact = read_event_lines(options.xact_events) if options.xact_events else []
         claimx = read_event_lines(options.claimx_events) if options.claimx_events else []
         world = merge_worlds(None, options.world)
     else:
-        seed = secrets.randbits(32)
-        xact = generate(options.generate or 0, seed=seed)
-        claimx, claimx_world = generate_claimx(options.generate or 0, seed=seed)
+        xact = generate(options.generate or 0, seed=seed, now=started_at)
+        claimx, claimx_world = generate_claimx(options.generate or 0, seed=seed, now=started_at)
         world = merge_worlds(merge_worlds(default_world(), claimx_world), options.world)
+    inputs = fingerprint([("xact", xact), ("claimx", claimx)], world)
+    if record is None:
+        runs.save_record(RunRecord(run_name, started_at, seed, inputs))
+    elif record.inputs_sha256 != inputs:
+        raise RunError(
+            f"run {run_name!r} was started with other events or another world; "
+            "give the same options to resume it, or another --run-name"
+        )
 
-    connection_string = os.environ.get("AzureWebJobsStorage", "UseDevelopmentStorage=true")
-    started_azurite: Azurite | None = None
-    if not storage_answers(connection_string):
-        started_azurite = start_run_azurite()
-        connection_string = started_azurite.connection_string
-
-    run_name = fresh_run_name() if options.run_name is None else check_run_name(options.run_name)
     metrics.reset()
     started = time.monotonic()
-    async with AttachmentSimulator(world) as simulator:
+
+    async def keep_fault_usage(usage: list[int]) -> None:
+        await runs.save_fault_usage(run_name, usage)
+
+    simulator = AttachmentSimulator(
+        world, fault_usage=runs.fault_usage(run_name), on_faults_used=keep_fault_usage
+    )
+    async with simulator:
         env = run_environment(connection_string, simulator.url, run_name)
         with environment(env):
             settings = Settings()
             deliveries = [(settings.xact_eventhub_name, xact), (settings.claimx_eventhub_name, claimx)]
             try:
-                outcome = await _drive(settings, env, deliveries, options.redeliver, simulator)
+                outcome = await _drive(settings, env, deliveries, options.redeliver, simulator, started_at)
                 return _report(
                     run_name,
                     settings,
                     outcome,
                     elapsed=time.monotonic() - started,
-                    azurite_started=started_azurite is not None,
+                    azurite_started=started_azurite,
                 )
             finally:
                 reset_runtime()  # the next use reads the restored environment
@@ -218,16 +275,27 @@ async def _fire(host: LocalHost, function_name: str) -> None:
         raise RunError(f"{function_name} failed: {outcome.errors[-1] if outcome.errors else 'unknown'}")
 
 
-async def _flush_everything(host: LocalHost, max_runs: int = 100) -> int:
-    """Fire the real flush timer until staging is empty, as the 15-second schedule would."""
+async def _flush_everything(host: LocalHost, patience: float = 120.0) -> int:
+    """Fire the real flush timer until staging is empty, as the 15-second schedule would. A flush
+    skips a table whose lease another holder has (a flush killed in an earlier run holds it until it
+    expires, in real time), so while staging does not shrink the next tick waits a second."""
     from shared.runtime import get_runtime
 
-    for run in range(1, max_runs + 1):
+    deadline = time.monotonic() + patience
+    staged: int | None = None
+    runs = 0
+    while True:
         await _fire(host, "lakehouse_flush")
+        runs += 1
         runtime = get_runtime()
-        if not any(runtime.staging.count(spec) for spec in runtime.tables):
-            return run
-    raise RunError(f"staging still holds rows after {max_runs} flushes")
+        left = sum(runtime.staging.count(spec) for spec in runtime.tables)
+        if left == 0:
+            return runs
+        if time.monotonic() > deadline:
+            raise RunError(f"staging still holds {left} rows after {runs} flushes and {patience:.0f} s")
+        if staged is not None and left >= staged:
+            await asyncio.sleep(1.0)
+        staged = left
 
 
 async def _drive(
@@ -236,12 +304,13 @@ async def _drive(
     deliveries: list[tuple[str, list[str]]],
     redeliver: bool,
     simulator: AttachmentSimulator,
+    started_at: datetime,
 ) -> DriveOutcome:
-    """Deliver each hub's lines in batches; every line keeps one enqueued time (a redelivered batch
-    carries the times the hub gave it first), then run everything to its end and flush."""
+    """Offer each hub's lines as one partition (every line with a fixed enqueued time) and let the
+    host deliver them from the checkpoint on, then run everything to its end and flush."""
     import function_app
     from claimsflow.invariants import check_run
-    from local_host import LocalHost, VirtualClock
+    from local_host import EventData, LocalHost, VirtualClock
     from shared.runtime import get_runtime
 
     storage = StorageFactory(settings)
@@ -250,41 +319,43 @@ async def _drive(
         with suppress(ResourceExistsError):
             storage.lake_blob_service(location).create_container(location.container)
 
-    batch = host_batch_size()
-    clock = VirtualClock(datetime.now(UTC))
+    clock = VirtualClock(started_at)  # a resumed run's host moves it on to the latest time stored
     simulator.clock = clock.now  # links the simulator signs follow the app's clock
-    install_clock(clock)
     reset_runtime()
-    host = LocalHost(
-        function_app.app,
-        connection_string=settings.storage_connection_string,
-        settings_env=env,
-        clock=clock,
-        app_root=REPO_ROOT,
-    )
+
+    def new_host() -> LocalHost:
+        return LocalHost(
+            function_app.app,
+            connection_string=settings.storage_connection_string,
+            settings_env=env,
+            clock=clock,
+        )
+
+    host = new_host()
     await host.start()
     try:
         for hub, bodies in deliveries:
-            enqueued = [clock.now() + timedelta(milliseconds=n) for n in range(len(bodies))]
-            for offset in range(0, len(bodies), batch):
-                chunk = [body.encode("utf-8") for body in bodies[offset : offset + batch]]
-                times = enqueued[offset : offset + batch]
+            events = [
+                EventData(body, enqueued_time=started_at + timedelta(milliseconds=n))
+                for n, body in enumerate(bodies)
+            ]
+            if not redeliver:
+                await host.deliver_partition(hub, "0", events)
+                await host.run_until_idle()
+                continue
+            batch = host_batch_size()  # --redeliver: every batch twice, around a restart
+            for offset in range(0, len(events), batch):
+                chunk = bodies[offset : offset + batch]
+                times = [started_at + timedelta(milliseconds=n) for n in range(offset, offset + len(chunk))]
                 await host.deliver_event_hub(hub, chunk, enqueued_times=times)
-                if redeliver:
-                    # The restart: this process's memory is gone (dedup cache, in-flight work); a new
-                    # host resumes from what storage holds, and the Event Hub delivers the batch again.
-                    await host.stop()
-                    await get_runtime().aclose()
-                    reset_runtime()
-                    host = LocalHost(
-                        function_app.app,
-                        connection_string=settings.storage_connection_string,
-                        settings_env=env,
-                        clock=clock,
-                        app_root=REPO_ROOT,
-                    )
-                    await host.start()
-                    await host.deliver_event_hub(hub, chunk, enqueued_times=times)
+                # The restart: this process's memory is gone (dedup cache, in-flight work); a new
+                # host resumes from what storage holds, and the Event Hub delivers the batch again.
+                await host.stop()
+                await get_runtime().aclose()
+                reset_runtime()
+                host = new_host()
+                await host.start()
+                await host.deliver_event_hub(hub, chunk, enqueued_times=times)
                 await host.run_until_idle()
         await host.run_until_idle()
         counts = await instance_counts(host)
@@ -297,7 +368,6 @@ async def _drive(
     finally:
         await host.stop()
         await get_runtime().aclose()
-        remove_clock(clock)
     return DriveOutcome(
         completed=counts.get("Completed", 0),
         failed=counts.get("Failed", 0),

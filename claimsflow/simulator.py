@@ -36,7 +36,7 @@ import json
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -137,9 +137,16 @@ class AttachmentSimulator:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     requests: list[RequestRecord] = field(default_factory=list)
     bytes_served: Counter[str] = field(default_factory=Counter)
+    fault_usage: list[int] = field(default_factory=list)
+    on_faults_used: Callable[[list[int]], Awaitable[None]] | None = None
 
     def __post_init__(self) -> None:
+        """``fault_usage`` restores how often each fault was used (the world does not restart
+        when a run's process dies); ``on_faults_used`` is told before an answer that used one
+        leaves, so a run can keep the counts where a resumed run finds them."""
         self._faults = [_Fault(dict(spec)) for spec in self.world.get("faults", [])]
+        for fault, used in zip(self._faults, self.fault_usage, strict=False):
+            fault.used = used
         self.claimx = ClaimXSimulator(self.world, clock=lambda: self.clock())
         self._runner: web.AppRunner | None = None
         self._cache_dir: Path | None = None
@@ -205,13 +212,21 @@ class AttachmentSimulator:
             request.headers.get("Authorization"),
         )
         self.requests.append(record)
+        used = self.faults_used()
         try:
             response = await self._answer(request, path, record)
         except web.HTTPException as exc:
             record.status = exc.status
             raise
+        finally:
+            if self.on_faults_used is not None and self.faults_used() != used:
+                await self.on_faults_used(self.faults_used())
         record.status = response.status
         return response
+
+    def faults_used(self) -> list[int]:
+        """How often each fault of the world was used, in world order."""
+        return [fault.used for fault in self._faults]
 
     async def _answer(self, request: web.Request, path: str, record: RequestRecord) -> web.StreamResponse:
         fault = self._fault(path, "statuses")

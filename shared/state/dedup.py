@@ -20,12 +20,16 @@ from enum import StrEnum
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
-from cachetools import TTLCache
+from cachetools import TLRUCache
 
 from shared.pool import IoPool
 from shared.state.sharding import partition_key, safe_row_key, shard_of
 
 MAX_BATCH = 100  # Azure Tables transaction limit
+
+
+def _until_stored_expiry(_key: str, expires: float, _now: float) -> float:
+    return expires
 
 
 class LatchState(StrEnum):
@@ -60,7 +64,12 @@ class DedupLatch:
         self._ttl = ttl
         self._shards = shards
         self._now = now
-        self._seen: TTLCache[str, bool] = TTLCache(maxsize=cache_size, ttl=ttl.total_seconds())
+        # A key is remembered until its latch's window ends (its claimed_at plus the TTL), on the
+        # latch's clock: caching a latch found in the table for a whole TTL from the moment it was
+        # read would stretch the window.
+        self._seen: TLRUCache[str, float] = TLRUCache(
+            maxsize=cache_size, ttu=_until_stored_expiry, timer=lambda: self._now().timestamp()
+        )
         self._pool = pool
 
     def _entity(self, key: str, state: LatchState) -> dict[str, object]:
@@ -128,8 +137,12 @@ class DedupLatch:
             for claim in claims
         ]
         self._table.submit_transaction(operations)
+        committed_at = self._now()
         for claim in claims:
-            self._seen[claim.key] = True
+            self._remember(claim.key, committed_at)
+
+    def _remember(self, key: str, done_at: datetime) -> None:
+        self._seen[key] = (done_at + self._ttl).timestamp()
 
     def seen_recently(self, key: str) -> bool:
         """Cheap in-memory check; a miss says nothing, the table decides."""
@@ -153,7 +166,8 @@ class DedupLatch:
         claimed_at = existing.get("claimed_at")
         fresh = isinstance(claimed_at, datetime) and self._now() - claimed_at < self._ttl
         if existing.get("state") == LatchState.DONE.value and fresh:
-            self._seen[key] = True
+            assert isinstance(claimed_at, datetime)
+            self._remember(key, claimed_at)
             return None
         try:
             meta = self._table.update_entity(

@@ -2,7 +2,8 @@
 
 Acquire-or-skip: a busy lease means another worker is on the table and the caller skips this
 round. The holder renews in the background for long operations; a crashed holder stops renewing
-and its lease expires after ``duration`` seconds (60 s, the longest finite blob lease).
+and its lease expires after ``duration`` seconds (15 s, the shortest blob lease: a flush that died
+holds its table up for no longer than the next timer tick).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient
 log = logging.getLogger(__name__)
 
 LOCK_CONTAINER = "claimsflow-locks"
-LEASE_SECONDS = 60
+LEASE_SECONDS = 15
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ from shared.ids import attachment_instance_id, event_id, media_id, xact_instance
 from shared.runtime import Runtime
 from shared.state.dedup import DedupLatch
 from shared.xact.orchestration import EVENT_ORCHESTRATOR
-from tests.e2e.harness import Pipeline, s3_url, xact_body
+from tests.e2e.harness import START, Pipeline, s3_url, xact_body
 
 pytestmark = pytest.mark.e2e
 
@@ -263,3 +263,55 @@ async def test_table_service_down_while_recording_is_never_silent(
     )
     assert purged == 0
     assert await pipeline.host.get_status(instance) is not None
+
+
+async def test_a_presigned_url_expiring_during_the_retry_schedule_is_permanent(
+    make_pipeline: MakePipeline,
+) -> None:
+    """The source answers 503 while the link's 15 minutes run out on the virtual clock: the attempts
+    at +0 and +5 minutes are retried, the one at +15 finds the link expired and stops, without a
+    request, as PERMANENT (an expired S3 link cannot be refreshed)."""
+    world = {"faults": [{"path_contains": "slow", "statuses": [503], "repeat": True}]}
+    pipeline = await make_pipeline(world)
+    trace_id = trace()
+    url = s3_url("/exports/A1B2C3/slow.pdf", signed_at=START - timedelta(minutes=1), expires=15 * 60)
+    await pipeline.deliver([xact_body(trace_id, [url])])
+    await pipeline.settle()
+
+    history = await pipeline.history(attachment_instance(trace_id, url))
+    assert scheduled(history, "xact_transfer") == 3
+    assert timer_delays(history) == [timedelta(minutes=5), timedelta(minutes=10)]
+    assert len(pipeline.simulator.requests_for("slow.pdf")) == 2  # the third attempt asked nobody
+    [letter] = pipeline.dead_letters()
+    assert (letter.reason.value, letter.category, letter.retry_count) == ("permanent", "permanent", 2)
+    assert "expired" in letter.error
+    failed = pipeline.table("xact_attachments_failed")
+    assert failed.select("status", "retry_count").rows() == [("failed_permanent", 2)]
+
+
+async def test_the_dedup_window_runs_out_on_the_virtual_clock(make_pipeline: MakePipeline) -> None:
+    """Delivered again 23 hours later, an event is a duplicate; 25 hours later it is new again and
+    its orchestration runs once more. Its xact_events row stays one row."""
+    pipeline = await make_pipeline()
+    trace_id = trace()
+    body = xact_body(trace_id, [])
+    instance = xact_instance_id(event_id(trace_id))
+    await pipeline.deliver([body])
+    await pipeline.settle()
+    first = await pipeline.host.get_status(instance)
+    assert first is not None and first.runtime_status == "Completed"
+
+    await pipeline.host.advance_clock_to(START + timedelta(hours=23))
+    await pipeline.restart()  # a new process: only the latch table remembers the event
+    await pipeline.deliver([body])
+    await pipeline.settle()
+    within = await pipeline.host.get_status(instance)
+    assert within is not None and within.created_time == first.created_time  # not run again
+
+    await pipeline.host.advance_clock_to(START + timedelta(hours=25))
+    await pipeline.deliver([body])
+    await pipeline.settle()
+    after = await pipeline.host.get_status(instance)
+    assert after is not None and after.runtime_status == "Completed"
+    assert after.created_time >= START + timedelta(hours=25)  # the window ran out: run again
+    assert pipeline.table("xact_events")["trace_id"].to_list() == [trace_id]

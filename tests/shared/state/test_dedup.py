@@ -78,6 +78,25 @@ def test_entries_older_than_the_ttl_count_as_unseen(make_latch: Callable[..., De
     assert later is not None and later.reclaimed
 
 
+def test_a_latch_read_from_the_table_is_remembered_only_until_its_window_ends(
+    make_latch: Callable[..., DedupLatch],
+) -> None:
+    """A process that learns from the table, 23 hours in, that a key is done must forget it when
+    the stored window ends (24 hours after the commit), not 24 hours after it read it."""
+    clock = Clock()
+    first = make_latch(clock)
+    claim = first.claim("trace-w")
+    assert claim is not None
+    first.commit(claim)
+    later = make_latch(clock)  # another process: nothing in memory
+    clock.now += timedelta(hours=23)
+    assert later.claim("trace-w") is None and later.seen_recently("trace-w")
+    clock.now += timedelta(hours=2)
+    assert not later.seen_recently("trace-w")
+    again = later.claim("trace-w")
+    assert again is not None and again.expired
+
+
 def test_keys_with_forbidden_characters(make_latch: Callable[..., DedupLatch]) -> None:
     latch = make_latch()
     key = "a/b#c?d\\e%f"
