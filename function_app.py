@@ -10,8 +10,10 @@ from functions import claimx, health, housekeeping, lakehouse, xact
 from plugins import configured_plugins
 from shared.logs import install_redaction
 from shared.runtime import use_plugins
+from shared.telemetry import install_log_context
 
 install_redaction()
+install_log_context()
 use_plugins(configured_plugins)
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(xact.bp)

@@ -16,7 +16,20 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parent.parent
 APP_PACKAGES = ("shared", "plugins", "functions")
 LEAVES = frozenset(
-    {"config", "errors", "redact", "logs", "ids", "domains", "clock", "metrics", "storage", "pool", "retry"}
+    {
+        "config",
+        "errors",
+        "redact",
+        "logs",
+        "ids",
+        "domains",
+        "clock",
+        "metrics",
+        "telemetry",
+        "storage",
+        "pool",
+        "retry",
+    }
 )
 WIRING = frozenset({"durable", "runtime", "health", "invariants"})
 DOMAINS = frozenset({"xact", "claimx"})

@@ -91,7 +91,7 @@ async def enrich(event: dict[str, Any], runtime: ActivityServices) -> Outcome:
     if result.fetched_project is not None:
         services.projects.remember(result.fetched_project)
     if rejected:
-        metrics.add("claimx.attachments.rejected", len(rejected))
+        metrics.ATTACHMENTS.add(len(rejected), domain=Domain.CLAIMX, status=AttachmentStatus.REJECTED)
     for table, rows in result.rows.items():
         metrics.add(f"claimx.rows.{table}", len(rows))
     ingested_at = event["ingested_at"]
@@ -150,8 +150,8 @@ async def download(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
         await runtime.pool.run(runtime.staging.stage_many, CLAIMX_ATTACHMENTS, [row])
     except Exception as exc:  # the file is safe; staging its row is retried by class
         return failed(Failure.from_exception(exc))
-    metrics.add("claimx.attachments.uploaded")
-    metrics.add("claimx.attachments.bytes", result.bytes_written)
+    metrics.ATTACHMENTS.add(domain=Domain.CLAIMX, status=AttachmentStatus.UPLOADED)
+    metrics.ATTACHMENT_BYTES.add(result.bytes_written, domain=Domain.CLAIMX)
     return ok(
         {
             "bytes": result.bytes_written,
@@ -180,7 +180,7 @@ def record_media_failure(payload: dict[str, Any], runtime: ActivityServices) -> 
         runtime.dead_letters.record(letter)
     except Exception as exc:
         return failed(Failure.from_exception(exc))
-    metrics.add("claimx.attachments.dead_lettered")
+    metrics.ATTACHMENTS.add(domain=Domain.CLAIMX, status=status)
     return ok(status)
 
 
@@ -190,7 +190,6 @@ def record_event_failure(payload: dict[str, Any], runtime: ActivityServices) -> 
         runtime.dead_letters.record(dead_letter_of(payload["record"]))
     except Exception as exc:
         return failed(Failure.from_exception(exc))
-    metrics.add("claimx.events.dead_lettered")
     return ok()
 
 

@@ -20,6 +20,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.blob import ContainerClient
 
+from shared import metrics
 from shared.clock import utc_now
 from shared.errors import MAX_ERROR_CHARS
 from shared.redact import redact_text
@@ -94,7 +95,12 @@ class DeadLetterStore:
                 self._table.create_entity(present)
             except ResourceExistsError:
                 return False
+        self._count(letter)
         return True
+
+    @staticmethod
+    def _count(letter: DeadLetter) -> None:
+        metrics.DEAD_LETTERS.add(domain=letter.domain, stage=letter.stage, reason=letter.reason.value)
 
     def record_in_blob(self, letter: DeadLetter) -> None:
         """The fallback when the table cannot be written: the whole record as one blob. The Blob
@@ -106,6 +112,7 @@ class DeadLetterStore:
             "created_at": letter.created_at.isoformat(),
         }
         self._upload(self._unrecorded_name(letter.id), json.dumps(document))
+        self._count(letter)
 
     def get(self, letter_id: str) -> DeadLetter | None:
         partition, row = self._keys(letter_id)
