@@ -6,7 +6,7 @@ from __future__ import annotations
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions import claimx, health, housekeeping, lakehouse, xact
+from functions import claimx, health, housekeeping, lakehouse, ops, xact
 from plugins import configured_plugins
 from shared.logs import install_redaction
 from shared.runtime import use_plugins
@@ -21,3 +21,4 @@ app.register_functions(claimx.bp)
 app.register_functions(lakehouse.bp)
 app.register_functions(housekeeping.bp)
 app.register_functions(health.bp)
+app.register_functions(ops.bp)

@@ -31,7 +31,7 @@ LEAVES = frozenset(
         "retry",
     }
 )
-WIRING = frozenset({"durable", "runtime", "health", "invariants"})
+WIRING = frozenset({"durable", "runtime", "health", "invariants", "ops"})
 DOMAINS = frozenset({"xact", "claimx"})
 # What each part of shared/ may import from shared/, besides itself.
 ALLOWED: dict[str, frozenset[str]] = {

@@ -206,7 +206,7 @@ def record_attachment_failure(payload: dict[str, Any], runtime: ActivityServices
         runtime.staging.stage_many(
             XACT_ATTACHMENTS_FAILED, [row], origin=Origin.from_dict(record["task"].get("origin"))
         )
-        runtime.dead_letters.record(letter)
+        runtime.dead_letters.record(letter, replay_generation=replay_generation(record))
     except Exception as exc:
         return failed(Failure.from_exception(exc))
     metrics.ATTACHMENTS.add(domain=Domain.XACT, status=status)
@@ -216,7 +216,8 @@ def record_attachment_failure(payload: dict[str, Any], runtime: ActivityServices
 def record_event_failure(payload: dict[str, Any], runtime: ActivityServices) -> Outcome:
     """The enrich step failed for good: the whole event is dead-lettered for replay."""
     try:
-        runtime.dead_letters.record(dead_letter_of(payload["record"]))
+        record = payload["record"]
+        runtime.dead_letters.record(dead_letter_of(record), replay_generation=replay_generation(record))
     except Exception as exc:
         return failed(Failure.from_exception(exc))
     return ok()
@@ -233,6 +234,12 @@ def dead_letter_in_blob(payload: dict[str, Any], runtime: ActivityServices) -> O
     except Exception as exc:
         return failed(Failure.from_exception(exc))
     return ok()
+
+
+def replay_generation(record: dict[str, Any]) -> int:
+    """The replay this failure belongs to (0 for the original run): a replay that fails again
+    reopens its dead letter."""
+    return int((record.get("replay") or {}).get("generation", 0))
 
 
 def dead_letter_of(record: dict[str, Any]) -> DeadLetter:

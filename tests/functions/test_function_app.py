@@ -53,6 +53,9 @@ def test_every_concern_is_registered() -> None:
         "instance_purge",
         "health",
         "health_ready",
+        "ops_replay",
+        "ops_flush",
+        "ops_compact",
     }
 
 
@@ -95,6 +98,18 @@ def test_liveness_is_open_and_says_nothing_else() -> None:
     )
     assert response.status_code == 200
     assert json.loads(response.get_body()) == {"status": "alive"}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("name", "route"),
+    [("ops_replay", "ops/deadletters/replay"), ("ops_flush", "ops/flush"), ("ops_compact", "ops/compact")],
+)
+def test_ops_routes_need_the_master_key(name: str, route: str) -> None:
+    trigger = next(b for b in bindings(name) if b["type"] == "httpTrigger")
+    assert trigger["authLevel"].upper() == "ADMIN"
+    assert trigger["route"] == route
+    assert [m.upper() for m in trigger["methods"]] == ["POST"]
 
 
 @pytest.mark.unit
