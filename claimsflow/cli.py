@@ -12,7 +12,10 @@ from typing import Annotated
 import typer
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="claimsflow: claims events into the lakehouse"
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    help="claimsflow: claims events into the lakehouse, and the tools to operate it",
 )
 
 
@@ -106,6 +109,21 @@ def claimx_backfill(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"backfill requested: {name} ({first.isoformat()} .. {last.isoformat()})")
+
+
+def _register_ops_commands() -> None:
+    from claimsflow.ops import config, dlq, instances, lake, trace
+
+    app.add_typer(instances.app, name="instances")
+    app.add_typer(dlq.app, name="dlq")
+    app.add_typer(lake.tables_app, name="tables")
+    app.add_typer(lake.flush_app, name="flush")
+    app.add_typer(lake.compact_app, name="compact")
+    app.add_typer(config.app, name="config")
+    app.command("trace")(trace.trace)
+
+
+_register_ops_commands()
 
 
 @app.command("version")

@@ -195,6 +195,16 @@ class StagingTable:
             staged_at=coerce_value(UTC_TS, staged_at) if isinstance(staged_at, datetime) else None,
         )
 
+    def find(self, spec: TableSpec, key: str) -> StagedRow | None:
+        """The staged row of one merge key, if it is still waiting for a flush."""
+        try:
+            entity = self.client.get_entity(
+                partition_key(spec.name, shard_of(key, self.shards)), safe_row_key(key)
+            )
+        except ResourceNotFoundError:
+            return None
+        return self._decode(spec, entity)
+
     def count(self, spec: TableSpec) -> int:
         """Staged rows of a table, over every partition the table ever used."""
         name = spec.name
