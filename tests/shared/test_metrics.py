@@ -58,10 +58,10 @@ def test_recordings_reach_the_sdk_and_the_process_view(otel_metrics: Any) -> Non
 
 
 def test_reset_clears_the_process_view_only() -> None:
-    metrics.DEDUP_HITS.add(2, domain="claimx")
-    assert metrics.DEDUP_HITS.total(domain="claimx") == 2
+    metrics.DEDUP_HITS.add(2, domain="resettest")
+    assert metrics.DEDUP_HITS.total(domain="resettest") == 2
     metrics.reset()
-    assert metrics.DEDUP_HITS.total(domain="claimx") == 0
+    assert metrics.DEDUP_HITS.total(domain="resettest") == 0
     assert metrics.snapshot()["claimsflow.dedup.hits"] == {}
     metrics.add("claimx.circuit.refusals", 2)
     assert metrics.details() == {"claimx.circuit.refusals": 2}

@@ -146,7 +146,7 @@ def test_every_dead_letter_is_listed(local_run: LocalRunUnderTest) -> None:
         assert item["retry_count"] == stored[item["id"]].retry_count
     exhausted = local_run.json("dlq", "list", "--stage", "xact_transfer", "--reason", "exhausted")
     assert exhausted and all(d["reason"] == "exhausted" and d["retry_count"] == 4 for d in exhausted)
-    assert {d["stage"] for d in listed} == {"xact_ingest", "xact_transfer"}
+    assert {"xact_ingest", "xact_transfer"} <= {d["stage"] for d in listed}
 
 
 def exhausted_letter(local_run: LocalRunUnderTest) -> dict[str, Any]:
