@@ -52,6 +52,7 @@ def run(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from claimsflow.azurite import AzuriteError
+    from claimsflow.progress import live_progress
     from claimsflow.run import RunError, RunOptions, run_pipeline
     from claimsflow.summary import print_summary
     from shared.config import ConfigError
@@ -67,7 +68,8 @@ def run(
         run_name=run_name,
     )
     try:
-        result = asyncio.run(run_pipeline(options))
+        with live_progress():
+            result = asyncio.run(run_pipeline(options))
     except (RunError, AzuriteError, ConfigError, OSError) as exc:
         typer.echo(f"claimsflow run could not complete: {exc}", err=True)
         raise typer.Exit(code=2) from exc
