@@ -6,7 +6,7 @@ set to ``true`` it calls Azure Monitor's ``configure_azure_monitor`` before it i
 host.json's ``telemetryMode: OpenTelemetry`` correlates the worker's logs and traces with the host's
 invocations. The app never configures an exporter itself (a second configuration would send every
 record twice); it only adds the log context to the handlers it finds (docs/architecture.md,
-section 12).
+section 13).
 """
 
 from __future__ import annotations
