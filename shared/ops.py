@@ -13,14 +13,18 @@ from enum import StrEnum
 from functools import partial
 from typing import Any
 
+from shared.claimx.replay import CLAIMX_REPLAY
 from shared.clock import utc_now
 from shared.runtime import Runtime
 from shared.state.deadletter import DeadLetterFilter, DeadLetterStatus
+from shared.state.replay import ReplayRequest, ReplayStart
 from shared.xact.ingest import OrchestrationStarter
-from shared.xact.replay import XACT_REPLAY, ReplayRequest, ReplayServices, ReplayStart
+from shared.xact.replay import XACT_REPLAY
 
-ReplayHandler = Callable[[ReplayRequest, ReplayServices, OrchestrationStarter], Awaitable[ReplayStart]]
-REPLAY_HANDLERS: dict[str, ReplayHandler] = {**XACT_REPLAY}
+# Each domain's stages: a handler takes the request, the runtime (it satisfies each domain's
+# ReplayServices protocol) and the Durable starter.
+ReplayHandler = Callable[..., Awaitable[ReplayStart]]
+REPLAY_HANDLERS: dict[str, ReplayHandler] = {**XACT_REPLAY, **CLAIMX_REPLAY}
 
 
 class ReplayOutcome(StrEnum):

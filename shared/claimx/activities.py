@@ -23,6 +23,7 @@ from shared.lake.tables import Row
 from shared.redact import redact_url, strip_query
 from shared.retry import Outcome, failed, ok, refused_until
 from shared.state.deadletter import DeadLetter, DeadLetterReason
+from shared.state.replay import replay_generation
 from shared.transfer.attachment import AttachmentStatus
 
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ def record_media_failure(payload: dict[str, Any], runtime: ActivityServices) -> 
             at=letter.created_at,
         )
         runtime.staging.stage_many(CLAIMX_ATTACHMENTS_FAILED, [row])
-        runtime.dead_letters.record(letter)
+        runtime.dead_letters.record(letter, replay_generation=replay_generation(record))
     except Exception as exc:
         return failed(Failure.from_exception(exc))
     metrics.ATTACHMENTS.add(domain=Domain.CLAIMX, status=status)
@@ -187,7 +188,8 @@ def record_media_failure(payload: dict[str, Any], runtime: ActivityServices) -> 
 def record_event_failure(payload: dict[str, Any], runtime: ActivityServices) -> Outcome:
     """The enrichment failed for good: the whole event is dead-lettered for replay."""
     try:
-        runtime.dead_letters.record(dead_letter_of(payload["record"]))
+        record = payload["record"]
+        runtime.dead_letters.record(dead_letter_of(record), replay_generation=replay_generation(record))
     except Exception as exc:
         return failed(Failure.from_exception(exc))
     return ok()

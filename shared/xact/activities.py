@@ -20,6 +20,7 @@ from shared.plugins.context import PluginContext, Stage
 from shared.redact import redact_url, strip_query
 from shared.retry import Outcome, failed, ok
 from shared.state.deadletter import DeadLetter, DeadLetterReason
+from shared.state.replay import replay_generation
 from shared.transfer.attachment import AttachmentStatus, TransferRequest, transfer_attachment
 from shared.transfer.filetypes import require_allowed_extension
 from shared.xact.paths import attachment_target
@@ -234,12 +235,6 @@ def dead_letter_in_blob(payload: dict[str, Any], runtime: ActivityServices) -> O
     except Exception as exc:
         return failed(Failure.from_exception(exc))
     return ok()
-
-
-def replay_generation(record: dict[str, Any]) -> int:
-    """The replay this failure belongs to (0 for the original run): a replay that fails again
-    reopens its dead letter."""
-    return int((record.get("replay") or {}).get("generation", 0))
 
 
 def dead_letter_of(record: dict[str, Any]) -> DeadLetter:

@@ -13,22 +13,17 @@ finds the instance and starts nothing (docs/architecture.md, section 5).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 from shared.ids import attachment_instance_id, event_id, xact_instance_id
 from shared.lake.staging import StagingTable
 from shared.pool import IoPool
-from shared.state.deadletter import DeadLetter, DeadLetterStore
+from shared.state.deadletter import DeadLetterStore
 from shared.state.dedup import DedupLatch
+from shared.state.replay import ReplayRequest, ReplayStart, replay_instance_id, replay_marker
 from shared.xact.activities import ENRICH_STAGE, TRANSFER_STAGE
 from shared.xact.ingest import INGEST_STAGE, OrchestrationStarter, XactIngestor
 from shared.xact.orchestration import ATTACHMENT_ORCHESTRATOR, EVENT_ORCHESTRATOR
-
-_REPLAY_SUFFIX = re.compile(r":replay\d+$")
 
 
 class ReplayServices(Protocol):
@@ -44,32 +39,6 @@ class ReplayServices(Protocol):
     def pool(self) -> IoPool: ...
 
 
-@dataclass(frozen=True, slots=True)
-class ReplayRequest:
-    letter: DeadLetter
-    generation: int  # 1 for the first replay of this record
-    retry_delays: Sequence[int]
-    now: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayStart:
-    """What a replay did: the instance it started (or found), or why the record stays open."""
-
-    instance_id: str | None
-    started: bool
-    still_failing: str | None = None  # e.g. the body is still not a valid event
-
-
-def replay_instance_id(original: str, generation: int) -> str:
-    """The instance a replay starts: the original id (without an earlier replay suffix) + generation."""
-    return f"{_REPLAY_SUFFIX.sub('', original)}:replay{generation}"
-
-
-def marker(request: ReplayRequest) -> dict[str, Any]:
-    return {"dead_letter_id": request.letter.id, "generation": request.generation}
-
-
 async def replay_transfer(
     request: ReplayRequest, services: ReplayServices, starter: OrchestrationStarter
 ) -> ReplayStart:
@@ -80,7 +49,7 @@ async def replay_transfer(
         xact_instance_id(event_id(task["trace_id"])), task["media_id"]
     )
     instance_id = replay_instance_id(original, request.generation)
-    payload = {"task": task, "retry_delays": list(request.retry_delays), "replay": marker(request)}
+    payload = {"task": task, "retry_delays": list(request.retry_delays), "replay": replay_marker(request)}
     started = await starter.start_once(ATTACHMENT_ORCHESTRATOR, instance_id, payload)
     return ReplayStart(instance_id, started)
 
@@ -93,7 +62,7 @@ async def replay_enrich(
     event.pop("retry_count", None)
     original = letter.instance_id or xact_instance_id(event["event_id"])
     instance_id = replay_instance_id(original, request.generation)
-    payload = {**event, "retry_delays": list(request.retry_delays), "replay": marker(request)}
+    payload = {**event, "retry_delays": list(request.retry_delays), "replay": replay_marker(request)}
     started = await starter.start_once(EVENT_ORCHESTRATOR, instance_id, payload)
     return ReplayStart(instance_id, started)
 

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from claimsflow.claimx_samples import claimx_body, media_item, project_export
 from claimsflow.simulator import expected_bytes
 from shared.domains import Domain
 from shared.durable import DurableStarter
@@ -132,3 +133,38 @@ async def test_a_body_that_is_still_not_an_event_stays_open(make_pipeline: MakeP
     assert (outcome, instance) == (ReplayOutcome.STILL_FAILING, None)
     assert pipeline.runtime.dead_letters.get(letter.id).status is DeadLetterStatus.OPEN  # type: ignore[union-attr]
     assert await replay(pipeline, "xact_transfer:no-such-record") == [(ReplayOutcome.NOT_FOUND, None)]
+
+
+async def test_claimx_stages_replay_too(make_pipeline: MakePipeline) -> None:
+    """An event whose project was unknown (enrich, permanent) and a media file whose link answered
+    404 once (download, permanent) both come back once the cause is gone."""
+    project, media_project = 5_900_001, 5_900_002
+    world = {
+        "claimx": {
+            "projects": {str(media_project): project_export(media_project)},
+            "media": {str(media_project): [media_item(91, size=2500)]},
+        },
+        "faults": [{"path_contains": "/media/91", "statuses": [404], "repeat": False}],
+    }
+    pipeline = await make_pipeline(world)
+    await pipeline.deliver_claimx(
+        [
+            claimx_body("PROJECT_CREATED", project, "2026-11-23T08:30:00Z"),
+            claimx_body("PROJECT_FILE_ADDED", media_project, "2026-11-23T08:31:00Z", mediaId=91),
+        ]
+    )
+    await pipeline.settle()
+    letters = {letter.stage: letter for letter in pipeline.dead_letters()}
+    assert set(letters) == {"claimx_enrich", "claimx_download"}
+
+    pipeline.simulator.world["claimx"]["projects"][str(project)] = project_export(project)  # fixed upstream
+    results = await replay(pipeline, letters["claimx_enrich"].id, letters["claimx_download"].id)
+    assert [outcome for outcome, _ in results] == [ReplayOutcome.STARTED, ReplayOutcome.STARTED]
+    assert all(instance and instance.endswith(":replay1") for _, instance in results)
+    await pipeline.settle()
+    for _, instance in results:
+        status = await pipeline.host.get_status(str(instance))
+        assert status is not None and status.runtime_status == "Completed"
+    assert str(project) in pipeline.table("claimx_projects")["project_id"].to_list()
+    assert pipeline.table("claimx_attachments")["media_id"].to_list() == ["91"]
+    assert {d.status for d in pipeline.dead_letters()} == {DeadLetterStatus.REPLAYED}
