@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
@@ -43,6 +44,8 @@ Since = Annotated[
 
 
 def target_of(run_name: str | None, app_url: str | None) -> Target:
+    if not logging.getLogger().handlers:  # the app's own warnings are not the command's output
+        logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     try:
         return resolve_target(run_name, app_url)
     except TargetError as exc:

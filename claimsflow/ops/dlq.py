@@ -11,6 +11,7 @@ import typer
 from claimsflow.ops.common import AppUrl, AsJson, RunName, Since, parse_since, run, target_of
 from claimsflow.ops.render import emit_json, fail, fields, progress, table
 from claimsflow.ops.target import DeployedApp, LocalRun, Target
+from claimsflow.ops.timeline import brief
 from shared.redact import redact_text
 from shared.state.deadletter import DeadLetter, DeadLetterFilter, DeadLetterStatus
 
@@ -104,7 +105,7 @@ def list_command(
                 dl.retry_count,
                 dl.status.value,
                 dl.trace_id,
-                dl.error[:80],
+                brief(dl.error)[:80],
             ]
             for dl in letters
         ),
