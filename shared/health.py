@@ -26,6 +26,10 @@ def register_readiness_check(name: str, check: ReadinessCheck) -> None:
     _extra_checks[name] = check
 
 
+def remove_readiness_check(name: str) -> None:
+    _extra_checks.pop(name, None)
+
+
 @dataclass(slots=True)
 class HealthReport:
     status: str = "ready"

@@ -38,7 +38,8 @@ Since = Annotated[
     str | None,
     typer.Option(
         "--since",
-        help="Only what was created since then: an ISO time (2026-11-23T09:00) or an age (30m, 6h, 2d).",
+        help="Only what was created since then: an ISO time (2026-11-23T09:00) or an age (30m, 6h, 2d). "
+        "For instances of a local run an age counts back from the run's virtual clock.",
     ),
 ]
 

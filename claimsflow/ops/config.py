@@ -48,6 +48,25 @@ def problems(values: dict[str, str]) -> list[str]:
     return found
 
 
+_PYDANTIC_LINE = re.compile(r"^(?:Value error, )?(?P<reason>.*?)(?: \[type=.*)?$")
+
+
+def reasons(error: str) -> list[str]:
+    """The readable reasons in a settings error (pydantic's headers and links dropped), redacted."""
+    found = []
+    for line in error.splitlines():
+        line = line.strip()
+        if (
+            not line
+            or line.startswith(("For further information", "1 validation error"))
+            or "validation errors" in line
+        ):
+            continue
+        match = _PYDANTIC_LINE.match(line)
+        found.append(redact_text(match.group("reason") if match else line))
+    return found
+
+
 def effective(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(by_alias=True)
     return {name: mask(name, value) for name, value in sorted(data.items())}
@@ -76,8 +95,7 @@ def validate(
     try:
         settings = Settings(**values)
     except (ConfigError, ValueError) as exc:
-        found.append(redact_text(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__)
-        found += [redact_text(line.strip()) for line in str(exc).splitlines()[1:3] if line.strip()]
+        found += [reason for reason in reasons(str(exc)) if reason not in found]
     shown = effective(settings) if settings else {}
     if as_json:
         emit_json({"valid": not found, "problems": found, "settings": shown})

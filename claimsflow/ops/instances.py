@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -50,15 +50,16 @@ async def list_instances(
     target: Target,
     *,
     statuses: list[str],
-    since: datetime | None,
+    since: str | None,
     prefix: str | None,
     show_progress: bool,
 ) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     async with target.durable() as api:
+        created_from = parse_since(since, now=api.now)  # an age counts back from the target's clock
         with progress(show_progress) as bar:
             task = bar.add_task("reading instances", total=None)
-            async for page in api.pages(statuses=statuses, created_from=since, prefix=prefix):
+            async for page in api.pages(statuses=statuses, created_from=created_from, prefix=prefix):
                 found += [instance_object(s) for s in page]
                 bar.update(task, completed=len(found))
     return found
@@ -86,7 +87,7 @@ def list_command(
         list_instances(
             target,
             statuses=normalise_statuses(status),
-            since=parse_since(since),
+            since=since,
             prefix=prefix,
             show_progress=not as_json,
         )
@@ -241,22 +242,25 @@ def terminate(
 
 
 async def _purge_windows(
-    target: Target, start: datetime, end: datetime, slice_hours: float, statuses: list[str], show: bool
-) -> int:
-    step = timedelta(hours=slice_hours)
-    windows = []
-    cursor = start
-    while cursor < end:
-        windows.append((cursor, min(cursor + step, end)))
-        cursor += step
+    target: Target, since: str, until: str | None, slice_hours: float, statuses: list[str], show: bool
+) -> tuple[int, datetime, datetime]:
     deleted = 0
     async with target.durable() as api:
+        start = parse_since(since, now=api.now)
+        end = parse_since(until, now=api.now) or api.now
+        assert start is not None
+        step = timedelta(hours=slice_hours)
+        windows = []
+        cursor = start
+        while cursor < end:
+            windows.append((cursor, min(cursor + step, end)))
+            cursor += step
         with progress(show) as bar:
             task = bar.add_task("purging", total=len(windows))
             for low, high in windows:
                 deleted += await api.purge_window(low, high, statuses)
                 bar.advance(task)
-    return deleted
+    return deleted, start, end
 
 
 @app.command("purge")
@@ -292,14 +296,13 @@ def purge(
     if instance_ids:
         _report(run(_each(target, instance_ids, "purge", "")), as_json, "purged")
         return
-    start = parse_since(since)
-    if start is None:
+    if not since:
         raise fail("name instance ids, or give --since for a time window")
-    end = parse_since(until) or datetime.now(UTC)
+    parse_since(since)  # refuse a malformed time before anything is asked or deleted
     statuses = normalise_statuses(status) or ["Completed", "Failed", "Terminated"]
-    if not yes and not typer.confirm(f"Purge {'/'.join(statuses)} instances created {start} .. {end}?"):
+    if not yes and not typer.confirm(f"Purge {'/'.join(statuses)} instances created since {since}?"):
         raise typer.Exit(1)
-    deleted = run(_purge_windows(target, start, end, slice_hours, statuses, not as_json))
+    deleted, start, end = run(_purge_windows(target, since, until, slice_hours, statuses, not as_json))
     if as_json:
         emit_json({"instances_deleted": deleted, "from": start, "to": end, "statuses": statuses})
     else:

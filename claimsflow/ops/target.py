@@ -52,10 +52,11 @@ class TargetError(RuntimeError):
 class DurableApi:
     """The Durable management API over HTTP (``.../runtime/webhooks/durabletask``)."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, key: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, key: str, now: datetime) -> None:
         self._session = session
         self._base = base_url.rstrip("/")
         self._key = key
+        self.now = now  # the target's clock: a local run's virtual time, a deployed app's wall time
 
     async def _call(
         self,
@@ -173,7 +174,7 @@ class LocalRun:
         await host.start()
         try:
             async with aiohttp.ClientSession() as session:
-                yield DurableApi(session, host.base_url, host.host_keys[0])
+                yield DurableApi(session, host.base_url, host.host_keys[0], host.clock.now())
         finally:
             await host.stop()
 
@@ -200,7 +201,8 @@ class DeployedApp:
     @asynccontextmanager
     async def durable(self) -> AsyncIterator[DurableApi]:
         async with aiohttp.ClientSession() as session:
-            yield DurableApi(session, f"{self.url.rstrip('/')}/runtime/webhooks/durabletask", self.key)
+            base = f"{self.url.rstrip('/')}/runtime/webhooks/durabletask"
+            yield DurableApi(session, base, self.key, datetime.now(UTC))
 
     async def call(self, path: str, body: dict[str, Any] | None = None) -> Any:
         """POST an ops route with the master key; the route's JSON answer."""

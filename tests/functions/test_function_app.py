@@ -13,7 +13,7 @@ import function_app
 from functions.lakehouse import LakehouseTimerError
 from local_host.indexing import app_functions
 from shared.config import Settings
-from shared.health import check_readiness, register_readiness_check
+from shared.health import check_readiness, register_readiness_check, remove_readiness_check
 from shared.runtime import reset_runtime
 from shared.storage import LakeLocation, StorageFactory
 
@@ -163,7 +163,7 @@ def test_a_registered_check_joins_readiness(app_settings: Settings) -> None:
     try:
         report = check_readiness(app_settings)
     finally:
-        register_readiness_check("claimx_circuit", lambda settings: None)
+        remove_readiness_check("claimx_circuit")
     assert not report.ready
     assert report.reasons == ["claimx_circuit_open"]
     assert check_readiness(app_settings).ready

@@ -249,3 +249,22 @@ def test_replay_after_the_fault_is_removed_then_trace_tells_the_story(
 
     people = local_run.cli("trace", letter["trace_id"]).stdout
     assert letter["trace_id"] in people and "replayed" in people
+
+
+def test_restart_terminate_and_purge(local_run: LocalRunUnderTest) -> None:
+    [restarted] = local_run.json("instances", "restart", "broken-000")
+    assert restarted["status"] == 202 and restarted["new_instance_id"] not in (None, "broken-000")
+    [stopped] = local_run.json("instances", "terminate", restarted["new_instance_id"], "--reason", "test")
+    assert stopped["status"] == 202
+    assert local_run.json("instances", "show", restarted["new_instance_id"])["runtime_status"] == "Terminated"
+
+    assert local_run.json("instances", "purge", "broken-001") == [{"instance_id": "broken-001", "purged": 1}]
+    purged = local_run.json(
+        "instances", "purge", "--since", "1d", "--status", "failed", "--slice-hours", "2", "--yes"
+    )
+    assert purged["instances_deleted"] == BROKEN - 1
+    assert local_run.json("instances", "list", "--status", "failed") == []
+    assert (
+        local_run.json("instances", "list", "--status", "terminated")[0]["instance_id"]
+        == restarted["new_instance_id"]
+    )
