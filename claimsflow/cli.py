@@ -12,7 +12,10 @@ from typing import Annotated
 import typer
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="claimsflow: claims events into the lakehouse"
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    help="claimsflow: claims events into the lakehouse, and the tools to operate it",
 )
 
 
@@ -61,6 +64,7 @@ def run(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from claimsflow.azurite import AzuriteError
+    from claimsflow.progress import live_progress
     from claimsflow.run import RunError, RunOptions, run_pipeline
     from claimsflow.summary import print_summary
     from shared.config import ConfigError
@@ -78,7 +82,8 @@ def run(
         start=start if start is None or start.tzinfo else start.replace(tzinfo=UTC),
     )
     try:
-        result = asyncio.run(run_pipeline(options))
+        with live_progress():
+            result = asyncio.run(run_pipeline(options))
     except (RunError, AzuriteError, ConfigError, OSError) as exc:
         typer.echo(f"claimsflow run could not complete: {exc}", err=True)
         raise typer.Exit(code=2) from exc
@@ -120,6 +125,21 @@ def claimx_backfill(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"backfill requested: {name} ({first.isoformat()} .. {last.isoformat()})")
+
+
+def _register_ops_commands() -> None:
+    from claimsflow.ops import config, dlq, instances, lake, trace
+
+    app.add_typer(instances.app, name="instances")
+    app.add_typer(dlq.app, name="dlq")
+    app.add_typer(lake.tables_app, name="tables")
+    app.add_typer(lake.flush_app, name="flush")
+    app.add_typer(lake.compact_app, name="compact")
+    app.add_typer(config.app, name="config")
+    app.command("trace")(trace.trace)
+
+
+_register_ops_commands()
 
 
 @app.command("version")

@@ -9,12 +9,24 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from shared.clock import utc_now
+from shared.domains import Domain
 from shared.durable import DurableStarter
 from shared.errors import redacted_errors
 from shared.runtime import get_runtime
+from shared.telemetry import log_context, observed_orchestration
 from shared.xact import activities
-from shared.xact.ingest import XactIngestor
-from shared.xact.orchestration import attachment_orchestrator, event_orchestrator
+from shared.xact.ingest import INGEST_STAGE, XactIngestor
+from shared.xact.orchestration import (
+    ATTACHMENT_ORCHESTRATOR,
+    DEAD_LETTER_IN_BLOB_ACTIVITY,
+    ENRICH_ACTIVITY,
+    EVENT_ORCHESTRATOR,
+    RECORD_ATTACHMENT_FAILURE_ACTIVITY,
+    RECORD_EVENT_FAILURE_ACTIVITY,
+    TRANSFER_ACTIVITY,
+    attachment_orchestrator,
+    event_orchestrator,
+)
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()
@@ -46,7 +58,11 @@ async def xact_ingest(events: list[func.EventHubEvent], client: df.DurableOrches
         now=utc_now,
         pool=runtime.pool,
     )
-    report = await ingestor.ingest([event.get_body() for event in events])
+    enqueued = [event.enqueued_time for event in events if event.enqueued_time is not None]
+    with log_context(domain=Domain.XACT, stage=INGEST_STAGE):
+        report = await ingestor.ingest(
+            [event.get_body() for event in events], enqueued_at=min(enqueued, default=None)
+        )
     log.info(
         "xact batch ingested",
         extra={
@@ -62,39 +78,50 @@ async def xact_ingest(events: list[func.EventHubEvent], client: df.DurableOrches
 
 @bp.orchestration_trigger(context_name="context")
 def xact_event_orchestrator(context: df.DurableOrchestrationContext) -> Any:
-    return (yield from event_orchestrator(context))
+    body = event_orchestrator(context)
+    return (yield from observed_orchestration(context, Domain.XACT, EVENT_ORCHESTRATOR, body))
 
 
 @bp.orchestration_trigger(context_name="context")
 def xact_attachment_orchestrator(context: df.DurableOrchestrationContext) -> Any:
-    return (yield from attachment_orchestrator(context))
+    body = attachment_orchestrator(context)
+    return (yield from observed_orchestration(context, Domain.XACT, ATTACHMENT_ORCHESTRATOR, body))
+
+
+def _logged(stage: str, item: dict[str, Any]) -> Any:
+    """Log context of an activity: its stage, and the trace and instance its input names."""
+    record = item.get("record") or item
+    trace_id = (record.get("task") or record.get("event") or record).get("trace_id")
+    return log_context(
+        domain=Domain.XACT, stage=stage, trace_id=trace_id, instance_id=record.get("instance_id")
+    )
 
 
 @bp.activity_trigger(input_name="event")
 def xact_enrich(event: dict[str, Any]) -> dict[str, Any]:
-    with redacted_errors():
+    with _logged(ENRICH_ACTIVITY, event), redacted_errors():
         return activities.enrich(event, get_runtime())
 
 
 @bp.activity_trigger(input_name="task")
 async def xact_transfer(task: dict[str, Any]) -> dict[str, Any]:
-    with redacted_errors():
+    with _logged(TRANSFER_ACTIVITY, task), redacted_errors():
         return await activities.transfer(task, get_runtime())
 
 
 @bp.activity_trigger(input_name="payload")
 def xact_record_attachment_failure(payload: dict[str, Any]) -> dict[str, Any]:
-    with redacted_errors():
+    with _logged(RECORD_ATTACHMENT_FAILURE_ACTIVITY, payload), redacted_errors():
         return activities.record_attachment_failure(payload, get_runtime())
 
 
 @bp.activity_trigger(input_name="payload")
 def xact_record_event_failure(payload: dict[str, Any]) -> dict[str, Any]:
-    with redacted_errors():
+    with _logged(RECORD_EVENT_FAILURE_ACTIVITY, payload), redacted_errors():
         return activities.record_event_failure(payload, get_runtime())
 
 
 @bp.activity_trigger(input_name="payload")
 def xact_dead_letter_in_blob(payload: dict[str, Any]) -> dict[str, Any]:
-    with redacted_errors():
+    with _logged(DEAD_LETTER_IN_BLOB_ACTIVITY, payload), redacted_errors():
         return activities.dead_letter_in_blob(payload, get_runtime())

@@ -5,25 +5,33 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each step says what it starts (on stderr), so a fresh clone is not silent for minutes.
+step() { echo "bootstrap: $*" >&2; }
+
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
+  step "creating the Python environment in .venv"
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.requirements.sha
 want=$(cat requirements.txt requirements-dev.txt requirements-infra.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  step "installing the Python packages (about two minutes on a fresh clone)"
   .venv/bin/python -m pip install --quiet --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet --quiet -r requirements-dev.txt
   .venv/bin/python -m pip install --quiet --quiet --no-deps -e .
   echo "$want" > "$stamp"
+  step "Python packages ready"
 fi
 
 if [ ! -x .tools/node_modules/.bin/azurite ]; then
+  step "installing Azurite (the storage emulator) from npm into .tools"
   mkdir -p .tools
   (cd .tools && npm install --silent --no-audit --no-fund --no-save azurite@3.35.0 >/dev/null)
 fi
 
 # checkov for the offline IaC checks (tests/infra), in its own venv: its pins clash with the app's.
 if ! cmp -s infra/checkov/requirements.txt .tools/checkov/.requirements.txt 2>/dev/null; then
+  step "installing checkov (offline infrastructure checks) into .tools/checkov"
   "$PYTHON" -m venv .tools/checkov && .tools/checkov/bin/python -m pip install --quiet --quiet -r infra/checkov/requirements.txt && cp infra/checkov/requirements.txt .tools/checkov/.requirements.txt
 fi

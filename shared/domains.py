@@ -15,3 +15,9 @@ class Domain(StrEnum):
         keeps working (a compatibility alias, nothing else uses it)."""
         lowered = text.strip().lower()
         return cls.XACT if lowered == "verisk" else cls(lowered)
+
+    @classmethod
+    def of_name(cls, name: str) -> Domain:
+        """The domain of a function, stage or table name: each starts with its domain
+        (``xact_transfer``, ``claimx_projects``)."""
+        return cls(name.split("_", 1)[0])

@@ -13,12 +13,18 @@ until then and tries again without spending a retry, at most ``circuit_waits`` t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared import metrics
+from shared.domains import Domain
 from shared.errors import MAX_ERROR_CHARS, ErrorCategory, Failure
 from shared.redact import redact_text
+from shared.telemetry import ReplaySafeLogger
+
+log = logging.getLogger(__name__)
 
 Outcome = dict[str, Any]
 
@@ -77,7 +83,20 @@ def call_with_retries(
         if retries >= len(delays):
             return outcome, retries
         fire_at = context.current_utc_datetime + timedelta(seconds=delays[retries])
+        domain = Domain.of_name(activity).value
+        if not context.is_replaying:
+            metrics.RETRIES.add(domain=domain, category=failure.category.value)
+        ReplaySafeLogger(log, context).info(
+            "%s failed (%s); retry %d in %d s",
+            activity,
+            failure.category.value,
+            retries + 1,
+            delays[retries],
+            extra={"stage": activity, "domain": domain, "error_category": failure.category.value},
+        )
         yield context.create_timer(fire_at)
+        if not context.is_replaying:
+            metrics.RETRIES_FIRED.add(domain=domain)
         retries += 1
 
 

@@ -167,9 +167,11 @@ class StorageFactory:
             return f"{base}/{location.account}", AzureNamedKeyCredential(location.account, EMULATOR_KEY)
         return location.blob_account_url, None
 
-    def lake_blob_service(self, location: LakeLocation) -> BlobServiceClient:
+    def lake_blob_service(self, location: LakeLocation, **client_options: Any) -> BlobServiceClient:
         url, key = self._lake_endpoint(location)
-        return BlobServiceClient(url, credential=key if key is not None else self.credential)
+        return BlobServiceClient(
+            url, credential=key if key is not None else self.credential, **client_options
+        )
 
     def async_lake_blob_service(self, location: LakeLocation) -> AsyncBlobServiceClient:
         url, key = self._lake_endpoint(location)

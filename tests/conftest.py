@@ -108,3 +108,27 @@ async def make_local_host(
     yield make
     for host in hosts:
         await host.stop()
+
+
+@pytest.fixture(scope="session")
+def otel_metrics() -> Iterator[Any]:
+    """A real OpenTelemetry SDK meter provider for the whole session (the process can have one),
+    read in memory: what Azure Monitor's exporter would receive."""
+    from opentelemetry import metrics as otel
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    otel.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    yield reader
+
+
+def exported_points(reader: Any) -> list[tuple[str, dict[str, Any], Any]]:
+    """(metric name, attributes, point) for everything the reader collected."""
+    data = reader.get_metrics_data()
+    points: list[tuple[str, dict[str, Any], Any]] = []
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                points += [(metric.name, dict(p.attributes or {}), p) for p in metric.data.data_points]
+    return points

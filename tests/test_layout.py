@@ -16,9 +16,22 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parent.parent
 APP_PACKAGES = ("shared", "plugins", "functions")
 LEAVES = frozenset(
-    {"config", "errors", "redact", "logs", "ids", "domains", "clock", "metrics", "storage", "pool", "retry"}
+    {
+        "config",
+        "errors",
+        "redact",
+        "logs",
+        "ids",
+        "domains",
+        "clock",
+        "metrics",
+        "telemetry",
+        "storage",
+        "pool",
+        "retry",
+    }
 )
-WIRING = frozenset({"durable", "runtime", "health", "invariants"})
+WIRING = frozenset({"durable", "runtime", "health", "invariants", "ops"})
 DOMAINS = frozenset({"xact", "claimx"})
 # What each part of shared/ may import from shared/, besides itself.
 ALLOWED: dict[str, frozenset[str]] = {

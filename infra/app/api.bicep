@@ -57,6 +57,9 @@ var appSettings = {
   // Telemetry with Entra auth (the component has local auth disabled).
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // The Python worker configures Azure Monitor once, so the worker's logs, traces and metrics join
+  // the host's OpenTelemetry stream (host.json telemetryMode).
+  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
   // The app.
   ENVIRONMENT: 'production'
   XACT_EVENTHUB_NAME: xactEventHubName

@@ -28,6 +28,8 @@ locals {
     EventHubConnection__clientId                = local.client_id
     # Telemetry with Entra auth (the component has local auth disabled).
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING = "ClientId=${local.client_id};Authorization=AAD"
+    # The Python worker configures Azure Monitor once (host.json telemetryMode: OpenTelemetry).
+    PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY = "true"
     # The app.
     ENVIRONMENT                  = "production"
     XACT_EVENTHUB_NAME           = azurerm_eventhub.source["xactanalysis"].name

@@ -23,6 +23,7 @@ from shared.lake.tables import Row
 from shared.redact import redact_url, strip_query
 from shared.retry import Outcome, failed, ok, refused_until
 from shared.state.deadletter import DeadLetter, DeadLetterReason
+from shared.state.replay import replay_generation
 from shared.transfer.attachment import AttachmentStatus
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ async def enrich(event: dict[str, Any], runtime: ActivityServices) -> Outcome:
     if result.fetched_project is not None:
         services.projects.remember(result.fetched_project)
     if rejected:
-        metrics.add("claimx.attachments.rejected", len(rejected))
+        metrics.ATTACHMENTS.add(len(rejected), domain=Domain.CLAIMX, status=AttachmentStatus.REJECTED)
     for table, rows in result.rows.items():
         metrics.add(f"claimx.rows.{table}", len(rows))
     ingested_at = event["ingested_at"]
@@ -150,8 +151,8 @@ async def download(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
         await runtime.pool.run(runtime.staging.stage_many, CLAIMX_ATTACHMENTS, [row])
     except Exception as exc:  # the file is safe; staging its row is retried by class
         return failed(Failure.from_exception(exc))
-    metrics.add("claimx.attachments.uploaded")
-    metrics.add("claimx.attachments.bytes", result.bytes_written)
+    metrics.ATTACHMENTS.add(domain=Domain.CLAIMX, status=AttachmentStatus.UPLOADED)
+    metrics.ATTACHMENT_BYTES.add(result.bytes_written, domain=Domain.CLAIMX)
     return ok(
         {
             "bytes": result.bytes_written,
@@ -177,20 +178,20 @@ def record_media_failure(payload: dict[str, Any], runtime: ActivityServices) -> 
             at=letter.created_at,
         )
         runtime.staging.stage_many(CLAIMX_ATTACHMENTS_FAILED, [row])
-        runtime.dead_letters.record(letter)
+        runtime.dead_letters.record(letter, replay_generation=replay_generation(record))
     except Exception as exc:
         return failed(Failure.from_exception(exc))
-    metrics.add("claimx.attachments.dead_lettered")
+    metrics.ATTACHMENTS.add(domain=Domain.CLAIMX, status=status)
     return ok(status)
 
 
 def record_event_failure(payload: dict[str, Any], runtime: ActivityServices) -> Outcome:
     """The enrichment failed for good: the whole event is dead-lettered for replay."""
     try:
-        runtime.dead_letters.record(dead_letter_of(payload["record"]))
+        record = payload["record"]
+        runtime.dead_letters.record(dead_letter_of(record), replay_generation=replay_generation(record))
     except Exception as exc:
         return failed(Failure.from_exception(exc))
-    metrics.add("claimx.events.dead_lettered")
     return ok()
 
 

@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 INGEST_STAGE = "claimx_ingest"
 EVENT_ORCHESTRATOR = "claimx_event_orchestrator"
-OUTCOMES = ("received", "accepted", "duplicates", "skipped", "invalid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +125,14 @@ class ClaimXIngestor:
         report.started = [
             instance_id(event.trace_id) for (event, _), new in zip(claimed, started, strict=True) if new
         ]
-        for outcome in OUTCOMES:
-            metrics.add(f"claimx.events.{outcome}", getattr(report, outcome))
+        for outcome, count in (
+            ("accepted", report.accepted),
+            ("duplicate", report.duplicates),
+            ("skipped", report.skipped),
+            ("invalid", report.invalid),
+        ):
+            metrics.EVENTS.add(count, domain=Domain.CLAIMX, outcome=outcome)
+        metrics.DEDUP_HITS.add(report.duplicates, domain=Domain.CLAIMX)
         for event in skipped:
             log.info(
                 "claimx event skipped",

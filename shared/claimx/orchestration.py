@@ -44,6 +44,7 @@ def event_orchestrator(context: Any) -> Generator[Any, Any, dict[str, Any]]:
             "failure": failure.to_dict(),
             "retries": retries,
             "instance_id": context.instance_id,
+            "replay": event.get("replay"),
         }
         context.set_custom_status({"stage": "record_failure", "trace_id": event["trace_id"]})
         yield from record_or_fail(
@@ -87,6 +88,7 @@ def media_orchestrator(context: Any) -> Generator[Any, Any, dict[str, Any]]:
         "retries": retries,
         "exhausted": failure.category.is_retryable,
         "instance_id": context.instance_id,
+        "replay": payload.get("replay"),
     }
     status = yield from record_or_fail(
         context, RECORD_MEDIA_FAILURE_ACTIVITY, DEAD_LETTER_IN_BLOB_ACTIVITY, record, delays

@@ -24,6 +24,7 @@ from deltalake import DeltaTable, Field, Schema
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.schema import PrimitiveType
 
+from shared import metrics
 from shared.config import Settings
 from shared.lake.tables import TableSpec, WriteMode, coerce_row, combine_rows
 from shared.storage import LakeLocation, StorageFactory
@@ -227,6 +228,7 @@ class DeltaWriter:
                 try:
                     result = self._execute(dt, source)
                 except CommitFailedError as exc:
+                    metrics.COMMIT_CONFLICTS.add(table=self.spec.name)
                     if attempt == MAX_COMMIT_ATTEMPTS:
                         raise DeltaWriteError(
                             f"{self.spec.name}: MERGE lost {attempt} commits in a row: {exc}"

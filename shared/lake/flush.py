@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from shared import metrics
+from shared.clock import utc_now
 from shared.lake.delta_writer import DeltaWriter
-from shared.lake.staging import StagingTable
+from shared.lake.staging import StagedRow, StagingTable
 from shared.lake.tables import TableSpec
 from shared.state.leases import TableLease
 
@@ -73,25 +76,29 @@ def flush_table(
         return FlushResult(spec.name, FlushStatus.SKIPPED_BUSY)
     result = FlushResult(spec.name, FlushStatus.EMPTY)
     try:
-        for _ in range(max_batches):
+        for batch in range(max_batches):
             rows = staging.read(spec, max_rows)
+            if batch == 0:
+                record_backlog(spec, rows)
             if not rows:
                 result = replace(result, more=False)
                 break
-            metrics = writer.merge([r.values for r in rows])
+            merged = writer.merge([r.values for r in rows])
+            record_freshness(spec, rows)
+            metrics.FLUSH_ROWS.add(merged.source_rows, table=spec.name)
             deleted = staging.delete_if_unchanged(rows)
             result = replace(
                 result,
                 status=FlushStatus.FLUSHED,
                 read=result.read + len(rows),
-                merged=result.merged + metrics.source_rows,
-                inserted=result.inserted + metrics.inserted,
-                updated=result.updated + metrics.updated,
+                merged=result.merged + merged.source_rows,
+                inserted=result.inserted + merged.inserted,
+                updated=result.updated + merged.updated,
                 deleted=result.deleted + deleted,
                 kept=result.kept + len(rows) - deleted,
                 batches=result.batches + 1,
                 more=len(rows) >= max_rows,
-                version=metrics.version,
+                version=merged.version,
             )
             if not result.more:
                 break
@@ -99,7 +106,33 @@ def flush_table(
                 break
         if lease is not None and lease.lost:
             log.warning("flush of %s finished after its lease was lost", spec.name)
+    except Exception:
+        metrics.FLUSH_FAILURES.add(table=spec.name)
+        raise
     finally:
         if lease is not None:
             lease.release()
-    return replace(result, seconds=time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    metrics.FLUSH_DURATION.record(seconds, table=spec.name)
+    return replace(result, seconds=seconds)
+
+
+def record_backlog(spec: TableSpec, rows: Sequence[StagedRow]) -> None:
+    """Staging backlog as the flush finds it: the rows it read (all of them when fewer than a
+    batch, else at least that many) and the age of the oldest, by the storage service's clock."""
+    metrics.STAGING_BACKLOG.record(len(rows), table=spec.name)
+    stamps = [r.staged_at for r in rows if r.staged_at is not None]
+    age = (time.time() - min(stamps).timestamp()) if stamps else 0.0
+    metrics.STAGING_BACKLOG_AGE.record(max(age, 0.0), table=spec.name)
+
+
+def record_freshness(spec: TableSpec, rows: Sequence[StagedRow]) -> None:
+    """After the commit the rows are visible: event enqueued → visible, on the app's clock (the
+    metric) and on the wall clock (the local run's report)."""
+    now, wall = utc_now(), time.time()
+    domain = spec.name.partition("_")[0]  # table names start with their domain
+    for row in rows:
+        if row.origin is not None:
+            seconds = (now - row.origin.enqueued_at).total_seconds()
+            metrics.FRESHNESS.record(seconds, domain=domain, table=spec.name)
+            metrics.WALL_FRESHNESS.record(wall - row.origin.received_wall, domain=domain, table=spec.name)

@@ -30,7 +30,7 @@ from azure.data.tables import (
     UpdateMode,
 )
 
-from shared.lake.tables import Row, TableSpec, coerce_row, coerce_value, combine_rows
+from shared.lake.tables import UTC_TS, Row, TableSpec, coerce_row, coerce_value, combine_rows
 from shared.pool import IoPool
 from shared.state.sharding import partition_key, safe_row_key, shard_of
 
@@ -38,9 +38,30 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 100  # Azure Tables transaction limit (Azurite breaks above it)
 KEY_PROPERTY = "CfKey"  # the real merge key; the RowKey may be escaped or hashed
+ENQUEUED_PROPERTY = "CfEnqueuedAt"  # when the row's event was enqueued (the app's clock)
+RECEIVED_PROPERTY = "CfReceivedWall"  # when ingest received it (wall clock, epoch seconds)
 _CHUNK_COUNT = "__n"
 _CHUNK_CHARS = 16_000  # 64 KiB per string property, UTF-16: safe even if every char is a pair
 _MAX_PLAIN_UTF16 = 32_000
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """When a row's event entered the pipeline, so the flush can measure freshness: the Event Hub
+    enqueue time (the app's clock, virtual under the local host) and the wall-clock time ingest
+    received it. Travels with the event through orchestration inputs as :meth:`to_dict`."""
+
+    enqueued_at: datetime
+    received_wall: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"enqueued_at": self.enqueued_at.isoformat(), "received_wall": self.received_wall}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Origin | None:
+        if not data:
+            return None
+        return cls(datetime.fromisoformat(data["enqueued_at"]), float(data["received_wall"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +74,8 @@ class StagedRow:
     etag: str
     partition_key: str
     row_key: str
+    origin: Origin | None = None
+    staged_at: datetime | None = None  # the storage service's last-write time of the entity
 
 
 @dataclass(slots=True)
@@ -72,15 +95,22 @@ class StagingTable:
         return self._client
 
     # -- writing --------------------------------------------------------------------------
-    def stage_many(self, spec: TableSpec, rows: Iterable[Mapping[str, Any]]) -> int:
+    def stage_many(
+        self, spec: TableSpec, rows: Iterable[Mapping[str, Any]], *, origin: Origin | None = None
+    ) -> int:
         """Upsert rows in transactions of at most 100 per partition; returns the entities written.
 
         Rows with the same key are combined first (a transaction may not touch an entity twice).
+        ``origin`` (when the rows' events entered the pipeline) is kept beside the row for the
+        flush's freshness measurement.
         """
         combined = combine_rows(spec, (coerce_row(spec, r) for r in rows), by=spec.staging_key_of)
         by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in combined:
             entity = self._entity(spec, row)
+            if origin is not None:
+                entity[ENQUEUED_PROPERTY] = origin.enqueued_at
+                entity[RECEIVED_PROPERTY] = origin.received_wall
             by_partition[entity["PartitionKey"]].append(entity)
         batches = [
             entities[i : i + MAX_BATCH]
@@ -148,6 +178,12 @@ class StagingTable:
             if raw is not None:
                 values[column] = coerce_value(dtype, raw, column)
         metadata: dict[str, Any] = getattr(entity, "metadata", {})
+        enqueued, received = entity.get(ENQUEUED_PROPERTY), entity.get(RECEIVED_PROPERTY)
+        origin = None
+        if isinstance(enqueued, datetime) and received is not None:
+            received_wall = float(_raw_value(entity, RECEIVED_PROPERTY, False))
+            origin = Origin(coerce_value(UTC_TS, enqueued), received_wall)
+        staged_at = metadata.get("timestamp")
         return StagedRow(
             table=spec.name,
             key=str(entity[KEY_PROPERTY]),
@@ -155,7 +191,19 @@ class StagingTable:
             etag=str(metadata["etag"]),
             partition_key=str(entity["PartitionKey"]),
             row_key=str(entity["RowKey"]),
+            origin=origin,
+            staged_at=coerce_value(UTC_TS, staged_at) if isinstance(staged_at, datetime) else None,
         )
+
+    def find(self, spec: TableSpec, key: str) -> StagedRow | None:
+        """The staged row of one merge key, if it is still waiting for a flush."""
+        try:
+            entity = self.client.get_entity(
+                partition_key(spec.name, shard_of(key, self.shards)), safe_row_key(key)
+            )
+        except ResourceNotFoundError:
+            return None
+        return self._decode(spec, entity)
 
     def count(self, spec: TableSpec) -> int:
         """Staged rows of a table, over every partition the table ever used."""

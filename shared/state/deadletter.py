@@ -16,10 +16,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.blob import ContainerClient
 
+from shared import metrics
 from shared.clock import utc_now
 from shared.errors import MAX_ERROR_CHARS
 from shared.redact import redact_text
@@ -60,6 +62,47 @@ class DeadLetter:
     instance_id: str | None = None
     status: DeadLetterStatus = DeadLetterStatus.OPEN
     created_at: datetime = field(default_factory=utc_now)
+    replays: int = 0  # how many times it was replayed (the generation of the latest replay)
+    replay_instance_id: str | None = None  # the orchestration the latest replay started
+    updated_at: datetime | None = None  # the latest status change
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterFilter:
+    """Which records a listing, a bulk replay or a purge takes (every field optional)."""
+
+    domain: str | None = None
+    stage: str | None = None
+    reason: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def query(self) -> tuple[str | None, dict[str, Any]]:
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        for name in ("domain", "stage", "reason", "status"):
+            value = getattr(self, name)
+            if value is not None:
+                clauses.append(f"{name} eq @{name}")
+                params[name] = str(value)
+        if self.since is not None:
+            clauses.append("created_at ge @since")
+            params["since"] = self.since
+        if self.until is not None:
+            clauses.append("created_at lt @until")
+            params["until"] = self.until
+        return (" and ".join(clauses) or None), params
+
+    def matches(self, letter: DeadLetter) -> bool:
+        """The same test as :meth:`query`, for records read from the blob fallback."""
+        for name in ("domain", "stage", "reason", "status"):
+            value = getattr(self, name)
+            if value is not None and str(getattr(letter, name)) != str(value):
+                return False
+        if self.since is not None and letter.created_at < self.since:
+            return False
+        return self.until is None or letter.created_at < self.until
 
 
 class DeadLetterStore:
@@ -71,8 +114,12 @@ class DeadLetterStore:
     def _keys(self, letter_id: str) -> tuple[str, str]:
         return partition_key("dl", shard_of(letter_id, self._shards)), safe_row_key(letter_id)
 
-    def record(self, letter: DeadLetter) -> bool:
-        """Store the record once; ``False`` when a record with this id already exists."""
+    def record(self, letter: DeadLetter, *, replay_generation: int = 0) -> bool:
+        """Store the record once; ``False`` when a record with this id already exists.
+
+        A failure of a replay (``replay_generation`` > 0) reopens the record it replayed, with the
+        new error: the record is the one place on-call looks, so a replay that failed again must
+        show there. Any other repeat (a redelivery, a replayed activity) changes nothing."""
         partition, row = self._keys(letter.id)
         payload = letter.payload if isinstance(letter.payload, str) else json.dumps(letter.payload)
         entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": row, **self._fields(letter)}
@@ -86,7 +133,8 @@ class DeadLetterStore:
         try:
             self._table.create_entity(present)
         except ResourceExistsError:
-            return False
+            if not self._reopen(partition, row, present, replay_generation):
+                return False
         except ResourceNotFoundError:  # the first record: the table is created on demand
             with suppress(ResourceExistsError):
                 self._table.create_table()
@@ -94,7 +142,32 @@ class DeadLetterStore:
                 self._table.create_entity(present)
             except ResourceExistsError:
                 return False
+        self._count(letter)
         return True
+
+    def _reopen(self, partition: str, row: str, entity: dict[str, Any], generation: int) -> bool:
+        if generation <= 0:
+            return False
+        current = self._table.get_entity(partition, row)
+        if current.get("status") != DeadLetterStatus.REPLAYED or int(current.get("replays", 0)) != generation:
+            return False  # already reopened by this replay, or replayed again since
+        kept = ("created_at", "status", "replays", "replay_instance_id")
+        update = {k: v for k, v in entity.items() if k not in kept}
+        update |= {"status": DeadLetterStatus.OPEN.value, "updated_at": utc_now()}
+        try:
+            self._table.update_entity(
+                update,
+                mode=UpdateMode.MERGE,
+                etag=current.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceModifiedError:
+            return False  # a concurrent write of the same failure won
+        return True
+
+    @staticmethod
+    def _count(letter: DeadLetter) -> None:
+        metrics.DEAD_LETTERS.add(domain=letter.domain, stage=letter.stage, reason=letter.reason.value)
 
     def record_in_blob(self, letter: DeadLetter) -> None:
         """The fallback when the table cannot be written: the whole record as one blob. The Blob
@@ -106,6 +179,7 @@ class DeadLetterStore:
             "created_at": letter.created_at.isoformat(),
         }
         self._upload(self._unrecorded_name(letter.id), json.dumps(document))
+        self._count(letter)
 
     def get(self, letter_id: str) -> DeadLetter | None:
         partition, row = self._keys(letter_id)
@@ -121,42 +195,66 @@ class DeadLetterStore:
 
     def list(self, *, status: DeadLetterStatus | None = None, limit: int = 1000) -> list[DeadLetter]:
         """Records in the table, then those only the blob fallback holds."""
-        query = "status eq @status" if status else None
-        entities = (
-            self._table.query_entities(query, parameters={"status": status.value})
-            if query and status
-            else self._table.list_entities()
-        )
         letters: list[DeadLetter] = []
-        try:
-            for entity in entities:
-                letters.append(self._from_entity(entity))
-                if len(letters) >= limit:
-                    return letters
-        except ResourceNotFoundError:  # no table yet: nothing was recorded there
-            pass
-        known = {letter.id for letter in letters}
-        for letter in self._unrecorded():
-            if letter.id not in known and (status is None or letter.status is status):
-                letters.append(letter)
-                if len(letters) >= limit:
-                    break
+        for letter in self.iter(DeadLetterFilter(status=status)):
+            letters.append(letter)
+            if len(letters) >= limit:
+                break
         return letters
 
-    def set_status(self, letter_id: str, status: DeadLetterStatus) -> None:
-        partition, row = self._keys(letter_id)
+    def iter(self, where: DeadLetterFilter = DeadLetterFilter()) -> Iterator[DeadLetter]:
+        """Every matching record: the table's (it pages for us), then the blob fallback's."""
+        text, params = where.query()
+        entities = (
+            self._table.query_entities(text, parameters=params) if text else self._table.list_entities()
+        )
+        known: set[str] = set()
         try:
-            self._table.update_entity(
-                {"PartitionKey": partition, "RowKey": row, "status": status.value}, mode=UpdateMode.MERGE
-            )
+            for entity in entities:
+                letter = self._from_entity(entity)
+                known.add(letter.id)
+                yield letter
+        except ResourceNotFoundError:  # no table yet: nothing was recorded there
+            pass
+        for letter in self._unrecorded():
+            if letter.id not in known and where.matches(letter):
+                yield letter
+
+    def set_status(self, letter_id: str, status: DeadLetterStatus, **fields: Any) -> None:
+        """Change the status (and the replay fields: ``replays``, ``replay_instance_id``)."""
+        partition, row = self._keys(letter_id)
+        update = {"PartitionKey": partition, "RowKey": row, "status": status.value, "updated_at": utc_now()}
+        try:
+            self._table.update_entity(update | fields, mode=UpdateMode.MERGE)
             return
         except ResourceNotFoundError:
             letter = self.get(letter_id)
             if letter is None:
                 raise
-        self.record(replace(letter, status=status))  # only the blob fallback had it: move it over
+        moved = replace(letter, status=status, **fields)  # only the blob fallback had it: move it over
+        self.record(moved)
         with suppress(ResourceNotFoundError):
             self._container.delete_blob(self._unrecorded_name(letter_id))
+
+    def delete(self, letter_id: str) -> bool:
+        """Remove a record and its payload blob (wherever it is kept); ``False`` when there was none."""
+        partition, row = self._keys(letter_id)
+        found = False
+        try:
+            entity = self._table.get_entity(partition, row)
+            if "payload_blob" in entity:
+                with suppress(ResourceNotFoundError):
+                    self._container.delete_blob(entity["payload_blob"])
+            self._table.delete_entity(partition, row)
+            found = True
+        except ResourceNotFoundError:
+            pass
+        try:
+            self._container.delete_blob(self._unrecorded_name(letter_id))
+            found = True
+        except ResourceNotFoundError:
+            pass
+        return found
 
     # -- encoding -------------------------------------------------------------------------
     def _fields(self, letter: DeadLetter) -> dict[str, Any]:
@@ -173,6 +271,8 @@ class DeadLetterStore:
             "instance_id": letter.instance_id,
             "status": letter.status.value,
             "payload_is_raw": isinstance(letter.payload, str),
+            "replays": letter.replays,
+            "replay_instance_id": letter.replay_instance_id,
         }
 
     def _unrecorded_name(self, letter_id: str) -> str:
@@ -208,6 +308,8 @@ class DeadLetterStore:
             instance_id=document.get("instance_id"),
             status=DeadLetterStatus(document["status"]),
             created_at=datetime.fromisoformat(document["created_at"]),
+            replays=int(document.get("replays") or 0),
+            replay_instance_id=document.get("replay_instance_id"),
         )
 
     def _from_entity(self, entity: dict[str, Any]) -> DeadLetter:
@@ -230,4 +332,7 @@ class DeadLetterStore:
             instance_id=entity.get("instance_id"),
             status=DeadLetterStatus(entity["status"]),
             created_at=entity["created_at"],
+            replays=int(entity.get("replays") or 0),
+            replay_instance_id=entity.get("replay_instance_id"),
+            updated_at=entity.get("updated_at"),
         )

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -212,3 +213,13 @@ class DedupLatch:
             if removed >= limit:
                 break
         return removed
+
+    def entry(self, key: str) -> dict[str, Any] | None:
+        """The latch row of one key as stored (``key``, ``state``, ``claimed_at``), for inspection."""
+        try:
+            entity = self._table.get_entity(
+                partition_key("dedup", shard_of(key, self._shards)), safe_row_key(key)
+            )
+        except ResourceNotFoundError:
+            return None
+        return {"key": entity["key"], "state": entity["state"], "claimed_at": entity["claimed_at"]}

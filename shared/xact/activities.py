@@ -5,6 +5,7 @@ returns classified failures as data; only unexpected exceptions raise.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -14,10 +15,12 @@ from shared.clock import utc_now
 from shared.domains import Domain
 from shared.errors import ClassifiedError, Failure
 from shared.ids import media_id
+from shared.lake.staging import Origin
 from shared.plugins.context import PluginContext, Stage
 from shared.redact import redact_url, strip_query
 from shared.retry import Outcome, failed, ok
 from shared.state.deadletter import DeadLetter, DeadLetterReason
+from shared.state.replay import replay_generation
 from shared.transfer.attachment import AttachmentStatus, TransferRequest, transfer_attachment
 from shared.transfer.filetypes import require_allowed_extension
 from shared.xact.paths import attachment_target
@@ -98,8 +101,9 @@ def enrich(event: dict[str, Any], runtime: ActivityServices) -> Outcome:
             continue
         downloads.append(task)
     if rejected:
-        runtime.staging.stage_many(XACT_ATTACHMENTS_FAILED, rejected)
-        metrics.add("xact.attachments.rejected", len(rejected))
+        origin = Origin.from_dict(event.get("origin"))
+        runtime.staging.stage_many(XACT_ATTACHMENTS_FAILED, rejected, origin=origin)
+        metrics.ATTACHMENTS.add(len(rejected), domain=Domain.XACT, status=AttachmentStatus.REJECTED)
     return ok({"downloads": downloads, "rejected": len(rejected), "terminated": False})
 
 
@@ -121,6 +125,7 @@ def download_task(event: dict[str, Any], url: str) -> dict[str, Any]:
         "status_subtype": event["status_subtype"],
         "assignment_id": event["assignment_id"],
         "event_date": event["event_date"],
+        "origin": event.get("origin"),
     }
 
 
@@ -128,6 +133,7 @@ async def transfer(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
     """Copy the attachment into the store, then stage its ``xact_attachments`` row. Both are
     idempotent, so a retry after a staging failure finds the file committed and stages again."""
     request = TransferRequest(url=task["attachment_url"], blob_path=task["blob_path"])
+    started = time.perf_counter()
     try:
         result = await transfer_attachment(
             request,
@@ -149,6 +155,8 @@ async def transfer(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
             },
         )
         return failed(exc.failure)
+    finally:
+        metrics.TRANSFER_DURATION.record(time.perf_counter() - started, domain=Domain.XACT)
     now = utc_now()
     row = {
         "media_id": task["media_id"],
@@ -166,10 +174,12 @@ async def transfer(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
         "created_at": now,
     }
     try:
-        await runtime.pool.run(runtime.staging.stage_many, XACT_ATTACHMENTS, [row])
+        origin = Origin.from_dict(task.get("origin"))
+        await runtime.pool.run(lambda: runtime.staging.stage_many(XACT_ATTACHMENTS, [row], origin=origin))
     except Exception as exc:  # the file is safe; staging its row is retried by class
         return failed(Failure.from_exception(exc))
-    metrics.add("xact.attachments.uploaded")
+    metrics.ATTACHMENTS.add(domain=Domain.XACT, status=AttachmentStatus.UPLOADED)
+    metrics.ATTACHMENT_BYTES.add(result.bytes_written, domain=Domain.XACT)
     return ok(
         {
             "bytes": result.bytes_written,
@@ -194,18 +204,21 @@ def record_attachment_failure(payload: dict[str, Any], runtime: ActivityServices
             retry_count=int(record["retry_count"]),
             at=letter.created_at,
         )
-        runtime.staging.stage_many(XACT_ATTACHMENTS_FAILED, [row])
-        runtime.dead_letters.record(letter)
+        runtime.staging.stage_many(
+            XACT_ATTACHMENTS_FAILED, [row], origin=Origin.from_dict(record["task"].get("origin"))
+        )
+        runtime.dead_letters.record(letter, replay_generation=replay_generation(record))
     except Exception as exc:
         return failed(Failure.from_exception(exc))
-    metrics.add("xact.attachments.dead_lettered")
+    metrics.ATTACHMENTS.add(domain=Domain.XACT, status=status)
     return ok(status.value)
 
 
 def record_event_failure(payload: dict[str, Any], runtime: ActivityServices) -> Outcome:
     """The enrich step failed for good: the whole event is dead-lettered for replay."""
     try:
-        runtime.dead_letters.record(dead_letter_of(payload["record"]))
+        record = payload["record"]
+        runtime.dead_letters.record(dead_letter_of(record), replay_generation=replay_generation(record))
     except Exception as exc:
         return failed(Failure.from_exception(exc))
     return ok()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +19,7 @@ from shared import metrics
 from shared.domains import Domain
 from shared.errors import ErrorCategory
 from shared.ids import xact_instance_id
-from shared.lake.staging import StagingTable
+from shared.lake.staging import Origin, StagingTable
 from shared.pool import IoPool
 from shared.state.deadletter import DeadLetter, DeadLetterReason, DeadLetterStore, raw_body_id
 from shared.state.dedup import Claim, DedupLatch
@@ -51,9 +52,12 @@ class IngestReport:
     started: list[str] = field(default_factory=list)
 
 
-def orchestration_input(event: XactEvent, retry_delays: Sequence[int]) -> dict[str, Any]:
+def orchestration_input(
+    event: XactEvent, retry_delays: Sequence[int], origin: Origin | None = None
+) -> dict[str, Any]:
     """The event orchestration's input: small, JSON-only, everything replay needs."""
     return {
+        "origin": origin.to_dict() if origin else None,
         "trace_id": event.trace_id,
         "event_id": event.event_id,
         "status_subtype": event.status_subtype,
@@ -76,8 +80,13 @@ class XactIngestor:
     now: Callable[[], datetime]
     pool: IoPool
 
-    async def ingest(self, bodies: Sequence[bytes | str]) -> IngestReport:
+    async def ingest(
+        self, bodies: Sequence[bytes | str], *, enqueued_at: datetime | None = None
+    ) -> IngestReport:
+        """``enqueued_at``: the batch's earliest Event Hub enqueue time (freshness is measured from
+        it, so a row is never reported fresher than it is)."""
         report = IngestReport(received=len(bodies))
+        origin = Origin(enqueued_at or self.now(), time.time())
         candidates: list[XactEvent] = []
         skipped: list[XactEvent] = []
         invalid: list[InvalidBody] = []
@@ -106,13 +115,13 @@ class XactIngestor:
             rows = [event_row(event, created_at=created_at) for event in skipped]
             rows += [event_row(event, created_at=created_at) for event, _ in claimed]
             if rows:
-                await self.pool.run(self.staging.stage_many, XACT_EVENTS, rows)
+                await self.pool.run(lambda: self.staging.stage_many(XACT_EVENTS, rows, origin=origin))
             started = await asyncio.gather(
                 *(
                     self.starter.start_once(
                         EVENT_ORCHESTRATOR,
                         xact_instance_id(event.event_id),
-                        orchestration_input(event, self.retry_delays),
+                        orchestration_input(event, self.retry_delays, origin),
                         rerun_finished=claim.expired,
                     )
                     for event, claim in claimed
@@ -126,8 +135,15 @@ class XactIngestor:
         report.started = [
             xact_instance_id(event.event_id) for (event, _), new in zip(claimed, started, strict=True) if new
         ]
-        for outcome in ("received", "accepted", "duplicates", "skipped", "invalid"):
-            metrics.add(f"xact.events.{outcome}", getattr(report, outcome))
+        domain = Domain.XACT.value
+        for outcome, count in (
+            ("accepted", report.accepted),
+            ("duplicate", report.duplicates),
+            ("skipped", report.skipped),
+            ("invalid", report.invalid),
+        ):
+            metrics.EVENTS.add(count, domain=domain, outcome=outcome)
+        metrics.DEDUP_HITS.add(report.duplicates, domain=domain)
         for event in skipped:
             log.info(
                 "xact event skipped",

@@ -38,6 +38,7 @@ def event_orchestrator(context: Any) -> Generator[Any, Any, dict[str, Any]]:
             "retry_count": retries,
             "exhausted": failure.category.is_retryable,
             "instance_id": context.instance_id,
+            "replay": event.get("replay"),
         }
         context.set_custom_status({"stage": "record_failure", "trace_id": event["trace_id"]})
         yield from record_or_fail(
@@ -80,6 +81,7 @@ def attachment_orchestrator(context: Any) -> Generator[Any, Any, dict[str, Any]]
         "retry_count": retries,
         "exhausted": failure.category.is_retryable,
         "instance_id": context.instance_id,
+        "replay": payload.get("replay"),
     }
     status: str = yield from record_or_fail(
         context, RECORD_ATTACHMENT_FAILURE_ACTIVITY, DEAD_LETTER_IN_BLOB_ACTIVITY, record, delays

@@ -13,7 +13,9 @@ import function_app
 from functions.lakehouse import LakehouseTimerError
 from local_host.indexing import app_functions
 from shared.config import Settings
+from shared.health import check_readiness, register_readiness_check, remove_readiness_check
 from shared.runtime import reset_runtime
+from shared.storage import LakeLocation, StorageFactory
 
 
 def functions_by_name() -> dict[str, Any]:
@@ -50,6 +52,10 @@ def test_every_concern_is_registered() -> None:
         "dedup_purge",
         "instance_purge",
         "health",
+        "health_ready",
+        "ops_replay",
+        "ops_flush",
+        "ops_compact",
     }
 
 
@@ -84,9 +90,33 @@ def test_timers_take_schedules_from_settings() -> None:
 
 
 @pytest.mark.unit
-def test_health_route_needs_a_function_key() -> None:
+def test_liveness_is_open_and_says_nothing_else() -> None:
     trigger = next(b for b in bindings("health") if b["type"] == "httpTrigger")
+    assert trigger["authLevel"].upper() == "ANONYMOUS"
+    response = functions_by_name()["health"].get_user_function()(
+        func.HttpRequest("GET", "/api/health", body=b"")
+    )
+    assert response.status_code == 200
+    assert json.loads(response.get_body()) == {"status": "alive"}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("name", "route"),
+    [("ops_replay", "ops/deadletters/replay"), ("ops_flush", "ops/flush"), ("ops_compact", "ops/compact")],
+)
+def test_ops_routes_need_the_master_key(name: str, route: str) -> None:
+    trigger = next(b for b in bindings(name) if b["type"] == "httpTrigger")
+    assert trigger["authLevel"].upper() == "ADMIN"
+    assert trigger["route"] == route
+    assert [m.upper() for m in trigger["methods"]] == ["POST"]
+
+
+@pytest.mark.unit
+def test_readiness_needs_a_function_key() -> None:
+    trigger = next(b for b in bindings("health_ready") if b["type"] == "httpTrigger")
     assert trigger["authLevel"].upper() == "FUNCTION"
+    assert trigger["route"] == "health/ready"
 
 
 @pytest.fixture
@@ -101,19 +131,46 @@ def app_settings(
 
 
 @pytest.mark.azurite
-def test_health_is_ready_against_azurite(app_settings: Settings) -> None:
-    health = functions_by_name()["health"].get_user_function()
-    response = health(func.HttpRequest("GET", "/api/health", body=b""))
+def test_readiness_against_azurite(app_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAKE_TABLES_URI", app_settings.lake_tables_uri)
+    reset_runtime()
+    ready = functions_by_name()["health_ready"].get_user_function()
+    response = ready(func.HttpRequest("GET", "/api/health/ready", body=b""))
+    assert response.status_code == 503  # the lake container does not exist yet
+    assert json.loads(response.get_body())["reasons"] == ["delta_location_unreachable"]
+
+    lake = LakeLocation.parse(app_settings.lake_tables_uri)
+    StorageFactory(app_settings).lake_blob_service(lake).create_container(lake.container)
+    response = ready(func.HttpRequest("GET", "/api/health/ready", body=b""))
     assert response.status_code == 200
     assert json.loads(response.get_body()) == {
         "status": "ready",
-        "checks": {"configuration": True, "state_tables": True, "state_blobs": True},
+        "checks": {
+            "configuration": True,
+            "state_tables": True,
+            "state_blobs": True,
+            "delta_location": True,
+        },
         "reasons": [],
     }
 
 
+@pytest.mark.azurite
+def test_a_registered_check_joins_readiness(app_settings: Settings) -> None:
+    lake = LakeLocation.parse(app_settings.lake_tables_uri)
+    StorageFactory(app_settings).lake_blob_service(lake).create_container(lake.container)
+    register_readiness_check("claimx_circuit", lambda settings: "claimx_circuit_open")
+    try:
+        report = check_readiness(app_settings)
+    finally:
+        remove_readiness_check("claimx_circuit")
+    assert not report.ready
+    assert report.reasons == ["claimx_circuit_open"]
+    assert check_readiness(app_settings).ready
+
+
 @pytest.mark.unit
-def test_health_reports_unreachable_storage(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readiness_answers_503_when_storage_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
         "AzureWebJobsStorage",
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
@@ -121,14 +178,16 @@ def test_health_reports_unreachable_storage(monkeypatch: pytest.MonkeyPatch) -> 
     )
     reset_runtime()
     try:
-        response = functions_by_name()["health"].get_user_function()(
-            func.HttpRequest("GET", "/api/health", body=b"")
+        response = functions_by_name()["health_ready"].get_user_function()(
+            func.HttpRequest("GET", "/api/health/ready", body=b"")
         )
     finally:
         reset_runtime()
     assert response.status_code == 503
+    assert response.mimetype == "application/json"
     body = json.loads(response.get_body())
     assert body["status"] == "not_ready"
+    assert {"state_tables_unreachable", "state_blobs_unreachable"} <= set(body["reasons"])
     assert "a2V5" not in response.get_body().decode()
 
 

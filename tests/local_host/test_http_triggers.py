@@ -93,13 +93,20 @@ async def test_the_apps_health_route_is_served_with_its_function_key(
         clock=VirtualClock(START),
         host_keys=(HOST_KEY,),
     ) as host:
-        url = f"{host.http_base_url}/health"
+        live = await call(session, "GET", f"{host.http_base_url}/health")  # liveness: open
+        url = f"{host.http_base_url}/health/ready"
         assert (await call(session, "GET", url))[0] == 401
         status, text = await call(session, "GET", url, params={"code": HOST_KEY})
     reset_runtime()
-    assert status == 200
+    assert live == (200, json.dumps({"status": "alive"}))
+    assert status == 503  # the lake container was never created
     assert json.loads(text) == {
-        "status": "ready",
-        "checks": {"configuration": True, "state_tables": True, "state_blobs": True},
-        "reasons": [],
+        "status": "not_ready",
+        "checks": {
+            "configuration": True,
+            "state_tables": True,
+            "state_blobs": True,
+            "delta_location": False,
+        },
+        "reasons": ["delta_location_unreachable"],
     }

@@ -1,0 +1,1 @@
+"""The ops commands: instances, dead letters, trace, tables, flush, compact, config."""
