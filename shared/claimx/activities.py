@@ -149,6 +149,9 @@ async def download(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
     }
     try:
         await runtime.pool.run(runtime.staging.stage_many, CLAIMX_ATTACHMENTS, [row])
+        if task.get("replay"):  # it had failed for good: its failed row now says it recovered
+            recovered = {"media_id": task["media_id"], "status": AttachmentStatus.RECOVERED}
+            await runtime.pool.run(runtime.staging.stage_many, CLAIMX_ATTACHMENTS_FAILED, [recovered])
     except Exception as exc:  # the file is safe; staging its row is retried by class
         return failed(Failure.from_exception(exc))
     metrics.ATTACHMENTS.add(domain=Domain.CLAIMX, status=AttachmentStatus.UPLOADED)

@@ -75,8 +75,10 @@ def media_orchestrator(context: Any) -> Generator[Any, Any, dict[str, Any]]:
     payload: dict[str, Any] = context.get_input()
     task: dict[str, Any] = payload["task"]
     delays: list[int] = payload["retry_delays"]
+    replay = payload.get("replay")  # a replayed download also marks the failed row it recovers
+    attempt = {**task, "replay": replay} if replay else task
     outcome, retries = yield from call_with_retries(
-        context, DOWNLOAD_ACTIVITY, task, delays, circuit_waits=CIRCUIT_WAITS
+        context, DOWNLOAD_ACTIVITY, attempt, delays, circuit_waits=CIRCUIT_WAITS
     )
     failure = outcome_failure(outcome)
     if failure is None:

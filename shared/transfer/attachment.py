@@ -51,6 +51,7 @@ class AttachmentStatus(StrEnum):
     REJECTED = "rejected"  # refused before any request: URL policy or file extension
     FAILED_PERMANENT = "failed_permanent"  # a permanent error (404, expired presigned URL, ...)
     EXHAUSTED = "exhausted"  # still failing after the last retry
+    RECOVERED = "recovered"  # failed, then uploaded when its dead letter was replayed (history)
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,6 +176,9 @@ async def transfer(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
     try:
         origin = Origin.from_dict(task.get("origin"))
         await runtime.pool.run(lambda: runtime.staging.stage_many(XACT_ATTACHMENTS, [row], origin=origin))
+        if task.get("replay"):  # it had failed for good: its failed row now says it recovered
+            recovered = {"media_id": task["media_id"], "status": AttachmentStatus.RECOVERED}
+            await runtime.pool.run(runtime.staging.stage_many, XACT_ATTACHMENTS_FAILED, [recovered])
     except Exception as exc:  # the file is safe; staging its row is retried by class
         return failed(Failure.from_exception(exc))
     metrics.ATTACHMENTS.add(domain=Domain.XACT, status=AttachmentStatus.UPLOADED)

@@ -70,7 +70,9 @@ def attachment_orchestrator(context: Any) -> Generator[Any, Any, dict[str, Any]]
     payload: dict[str, Any] = context.get_input()
     task: dict[str, Any] = payload["task"]
     delays: list[int] = payload["retry_delays"]
-    outcome, retries = yield from call_with_retries(context, TRANSFER_ACTIVITY, task, delays)
+    replay = payload.get("replay")  # a replayed transfer also marks the failed row it recovers
+    attempt = {**task, "replay": replay} if replay else task
+    outcome, retries = yield from call_with_retries(context, TRANSFER_ACTIVITY, attempt, delays)
     failure = outcome_failure(outcome)
     if failure is None:
         return {"media_id": task["media_id"], "status": "uploaded", "retry_count": retries}

@@ -53,6 +53,9 @@ async def test_exhausted_attachment_replays_once_after_the_source_recovers(
     assert status is not None and status.runtime_status == "Completed"
     [row] = pipeline.table("xact_attachments").to_dicts()
     assert row["media_id"] == letter.media_id
+    # the failed row stays as the attachment's history, marked recovered: the run invariants hold
+    failed = pipeline.table("xact_attachments_failed")
+    assert failed.select("media_id", "status", "retry_count").rows() == [(letter.media_id, "recovered", 4)]
     files = pipeline.files()
     assert list(files.values()) == [expected_bytes("/exports/A1B2C3/flaky.pdf", 3000)]
     replayed = pipeline.runtime.dead_letters.get(letter.id)
@@ -167,4 +170,7 @@ async def test_claimx_stages_replay_too(make_pipeline: MakePipeline) -> None:
         assert status is not None and status.runtime_status == "Completed"
     assert str(project) in pipeline.table("claimx_projects")["project_id"].to_list()
     assert pipeline.table("claimx_attachments")["media_id"].to_list() == ["91"]
+    assert pipeline.table("claimx_attachments_failed").select("media_id", "status").rows() == [
+        ("91", "recovered")
+    ]
     assert {d.status for d in pipeline.dead_letters()} == {DeadLetterStatus.REPLAYED}

@@ -116,3 +116,11 @@ def test_claimx_file_added_events_name_their_media_and_other_types_none() -> Non
     )
     [violation] = check_invariants([missing], []).violations
     assert violation == "claimx attachment 88 of t is in neither attachments table"
+
+
+def test_a_failed_row_marked_recovered_goes_with_an_upload_only() -> None:
+    ma = media_id("t1", A)
+    instances = {"t1": instance("t1", urls=[A])}
+    assert check(instances, uploaded=[ma], failed={ma: "recovered"}) == []
+    [violation] = check(instances, uploaded=[], failed={ma: "recovered"})
+    assert "is in neither attachments table" in violation
