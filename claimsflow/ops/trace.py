@@ -1,9 +1,12 @@
-"""``claimsflow trace ID``: the whole story of one XACT event, from a trace id, an event id or a
-media id: its dedup latch, its orchestrations (and their replays) with their status, its rows
-waiting in staging and in Delta, its dead letters, and its files with their size."""
+"""``claimsflow trace ID``: the whole story of one event, XACT or ClaimX, from a trace id, an event
+id, a media id or a dead-letter id: its dedup latch, its orchestrations (and their replays) with
+their status, its rows waiting in staging and in Delta, its dead letters, and its files with their
+size."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import polars as pl
@@ -16,8 +19,51 @@ from claimsflow.ops.dlq import letter_object
 from claimsflow.ops.instances import instance_object
 from claimsflow.ops.render import emit_json, fail, fields, table
 from claimsflow.ops.target import Target
+from shared.claimx import tables as claimx_tables
+from shared.claimx.ingest import instance_id as claimx_instance_id
+from shared.domains import Domain
 from shared.ids import event_id, xact_instance_id
+from shared.lake.tables import TableSpec
 from shared.storage import LakeLocation, StorageFactory
+from shared.xact import tables as xact_tables
+
+
+@dataclass(frozen=True)
+class DomainTrace:
+    """Where one domain keeps an event's story."""
+
+    domain: Domain
+    events: TableSpec
+    attachments: TableSpec
+    failed: TableSpec
+    written: tuple[TableSpec, ...]  # entity rows an event writes (found by their trace id)
+    files_uri: Callable[[Any], str]  # settings -> the root URI of the domain's files
+    instance_prefix: Callable[[str], str]  # trace id -> the event orchestration's instance id
+    ids: Callable[[str], dict[str, str]]  # trace id -> other ids worth showing
+
+
+XACT = DomainTrace(
+    Domain.XACT,
+    xact_tables.XACT_EVENTS,
+    xact_tables.XACT_ATTACHMENTS,
+    xact_tables.XACT_ATTACHMENTS_FAILED,
+    (),
+    lambda settings: str(settings.xact_attachments_uri),
+    lambda trace_id: xact_instance_id(event_id(trace_id)),
+    lambda trace_id: {"event_id": event_id(trace_id)},
+)
+CLAIMX = DomainTrace(
+    Domain.CLAIMX,
+    claimx_tables.CLAIMX_EVENTS,
+    claimx_tables.CLAIMX_ATTACHMENTS,
+    claimx_tables.CLAIMX_ATTACHMENTS_FAILED,
+    tuple(spec for spec in claimx_tables.CLAIMX_TABLES if spec.version is not None),
+    lambda settings: str(settings.claimx_attachments_uri),
+    claimx_instance_id,
+    lambda trace_id: {},
+)
+DOMAINS = (XACT, CLAIMX)
+_BIG_COLUMNS = {"raw_json", "description", "attachments", "loss_description", "media_description"}
 
 
 def delta_rows(settings: Any, name: str, column: str, values: list[str]) -> list[dict[str, Any]]:
@@ -25,34 +71,39 @@ def delta_rows(settings: Any, name: str, column: str, values: list[str]) -> list
     options = StorageFactory(settings).delta_storage_options(root)
     try:
         frame = pl.scan_delta(root.child(name).uri, storage_options=options)
-        return frame.filter(pl.col(column).is_in(values)).collect().to_dicts()
+        return frame.filter(pl.col(column).cast(pl.String).is_in(values)).collect().to_dicts()
     except TableNotFoundError:
         return []
 
 
-def find_trace_id(settings: Any, runtime: Any, identifier: str) -> str | None:
-    """The trace id behind an identifier: itself, an event's, an attachment's or a dead letter's."""
+def find_trace_id(settings: Any, runtime: Any, identifier: str) -> tuple[DomainTrace, str] | None:
+    """The domain and trace id behind an identifier: itself, an event's, an attachment's or a
+    dead letter's."""
+    by_domain = {d.domain.value: d for d in DOMAINS}
     letter = runtime.dead_letters.get(identifier)
     if letter is not None and letter.trace_id:
-        return str(letter.trace_id)
-    for table_name, column in (("xact_events", "trace_id"), ("xact_events", "event_id")):
-        rows = delta_rows(settings, table_name, column, [identifier])
-        if rows:
-            return str(rows[0]["trace_id"])
-    for table_name in ("xact_attachments", "xact_attachments_failed"):
-        rows = delta_rows(settings, table_name, "media_id", [identifier])
-        if rows:
-            return str(rows[0]["trace_id"])
+        return by_domain[str(letter.domain)], str(letter.trace_id)
+    for domain in DOMAINS:
+        columns = ["trace_id", *(["event_id"] if "event_id" in domain.events.schema else [])]
+        for column in columns:
+            rows = delta_rows(settings, domain.events.name, column, [identifier])
+            if rows:
+                return domain, str(rows[0]["trace_id"])
+        for spec in (domain.attachments, domain.failed):
+            rows = delta_rows(settings, spec.name, "media_id", [identifier])
+            if rows and rows[0].get("trace_id"):
+                return domain, str(rows[0]["trace_id"])
     for letter in runtime.dead_letters.iter():
-        if identifier in (letter.trace_id, letter.media_id):
-            return str(letter.trace_id)
+        if letter.trace_id and identifier in (letter.trace_id, letter.media_id):
+            return by_domain[str(letter.domain)], str(letter.trace_id)
     if runtime.dedup.entry(identifier) is not None:
-        return identifier
+        domain = CLAIMX if len(identifier) == 64 else XACT  # ClaimX trace ids are SHA-256 hex
+        return domain, identifier
     return None
 
 
-def file_info(settings: Any, blob_path: str) -> dict[str, Any]:
-    root = LakeLocation.parse(settings.xact_attachments_uri)
+def file_info(root_uri: str, settings: Any, blob_path: str) -> dict[str, Any]:
+    root = LakeLocation.parse(root_uri)
     name = f"{root.path}/{blob_path}".strip("/")
     blob = StorageFactory(settings).lake_blob_service(root).get_blob_client(root.container, name)
     try:
@@ -64,52 +115,52 @@ def file_info(settings: Any, blob_path: str) -> dict[str, Any]:
 
 def story(target: Target, identifier: str) -> dict[str, Any] | None:
     from shared.runtime import get_runtime
-    from shared.xact.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED, XACT_EVENTS
 
     with target.activated() as settings:
         runtime = get_runtime()
-        trace_id = find_trace_id(settings, runtime, identifier)
-        if trace_id is None:
+        found = find_trace_id(settings, runtime, identifier)
+        if found is None:
             return None
+        domain, trace_id = found
         letters = [dl for dl in runtime.dead_letters.iter() if dl.trace_id == trace_id]
-        events = delta_rows(settings, "xact_events", "trace_id", [trace_id])
-        attachments = delta_rows(settings, "xact_attachments", "trace_id", [trace_id])
-        failed = delta_rows(settings, "xact_attachments_failed", "trace_id", [trace_id])
+        events = delta_rows(settings, domain.events.name, "trace_id", [trace_id])
+        attachments = delta_rows(settings, domain.attachments.name, "trace_id", [trace_id])
+        failed = delta_rows(settings, domain.failed.name, "trace_id", [trace_id])
         media_ids = sorted(
-            {r["media_id"] for r in attachments + failed} | {dl.media_id for dl in letters if dl.media_id}
+            {str(r["media_id"]) for r in attachments + failed}
+            | {dl.media_id for dl in letters if dl.media_id}
         )
-        staged = {
-            XACT_EVENTS.name: [runtime.staging.find(XACT_EVENTS, trace_id)],
-            XACT_ATTACHMENTS.name: [runtime.staging.find(XACT_ATTACHMENTS, m) for m in media_ids],
-            XACT_ATTACHMENTS_FAILED.name: [
-                runtime.staging.find(XACT_ATTACHMENTS_FAILED, m) for m in media_ids
-            ],
+        rows: dict[str, dict[str, list[dict[str, Any]]]] = {
+            domain.events.name: {
+                "delta": _plain(events),
+                "staged": _staged([runtime.staging.find(domain.events, trace_id)]),
+            }
         }
+        for spec, found_rows in ((domain.attachments, attachments), (domain.failed, failed)):
+            rows[spec.name] = {
+                "delta": _plain(found_rows),
+                "staged": _staged([runtime.staging.find(spec, m) for m in media_ids]),
+            }
+        for spec in domain.written:
+            written = delta_rows(settings, spec.name, "trace_id", [trace_id])
+            if written:
+                rows[spec.name] = {"delta": _plain(written), "staged": []}
         paths = [r["blob_path"] for r in attachments]
         paths += [
             dl.payload["blob_path"]
             for dl in letters
             if isinstance(dl.payload, dict) and "blob_path" in dl.payload
         ]
-        files = [file_info(settings, path) for path in dict.fromkeys(paths)]
+        files = [file_info(domain.files_uri(settings), settings, path) for path in dict.fromkeys(paths)]
         latch = runtime.dedup.entry(trace_id)
-    instances = run(_instances(target, xact_instance_id(event_id(trace_id))))
+    instances = run(_instances(target, domain.instance_prefix(trace_id)))
     return {
+        "domain": domain.domain.value,
         "trace_id": trace_id,
-        "event_id": event_id(trace_id),
+        **domain.ids(trace_id),
         "dedup_latch": latch,
         "instances": instances,
-        "rows": {
-            "xact_events": {"delta": _plain(events), "staged": _staged(staged[XACT_EVENTS.name])},
-            "xact_attachments": {
-                "delta": _plain(attachments),
-                "staged": _staged(staged[XACT_ATTACHMENTS.name]),
-            },
-            "xact_attachments_failed": {
-                "delta": _plain(failed),
-                "staged": _staged(staged[XACT_ATTACHMENTS_FAILED.name]),
-            },
-        },
+        "rows": rows,
         "dead_letters": [letter_object(dl) for dl in letters],
         "files": files,
     }
@@ -124,8 +175,7 @@ async def _instances(target: Target, prefix: str) -> list[dict[str, Any]]:
 
 
 def _plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    skip = {"raw_json", "description", "attachments"}
-    return [{k: v for k, v in row.items() if k not in skip} for row in rows]
+    return [{k: v for k, v in row.items() if k not in _BIG_COLUMNS} for row in rows]
 
 
 def _staged(rows: list[Any]) -> list[dict[str, Any]]:
@@ -152,9 +202,9 @@ def trace(
         return
     latch = found["dedup_latch"] or {}
     fields(
-        f"trace {found['trace_id']}",
+        f"{found['domain']} trace {found['trace_id']}",
         {
-            "event id": found["event_id"],
+            **({"event id": found["event_id"]} if "event_id" in found else {}),
             "dedup latch": f"{latch.get('state')} since {latch.get('claimed_at')}" if latch else "none",
         },
     )
@@ -175,7 +225,7 @@ def trace(
                 name,
                 where,
                 row.get("media_id") or row.get("trace_id") or row.get("key"),
-                row.get("status") or row.get("bytes_downloaded"),
+                row.get("status") or row.get("bytes_downloaded") or row.get("bytes"),
             ]
             for name, places in rows.items()
             for where, entries in places.items()

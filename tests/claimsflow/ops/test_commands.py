@@ -215,6 +215,25 @@ def test_the_app_url_target_reads_the_same_instances(local_run: LocalRunUnderTes
     assert "401" in refused.output
 
 
+def test_trace_tells_a_claimx_story_from_a_media_id_or_a_dead_letter(local_run: LocalRunUnderTest) -> None:
+    [uploaded] = local_run.json("tables", "show", "claimx_attachments", "--limit", "1")
+    story = local_run.json("trace", str(uploaded["media_id"]))
+    assert (story["domain"], story["trace_id"]) == ("claimx", uploaded["trace_id"])
+    assert f"claimx-{story['trace_id']}" in [i["instance_id"] for i in story["instances"]]
+    assert [r["trace_id"] for r in story["rows"]["claimx_events"]["delta"]] == [story["trace_id"]]
+    assert str(uploaded["media_id"]) in {
+        str(r["media_id"]) for r in story["rows"]["claimx_attachments"]["delta"]
+    }
+    assert story["files"] and all(f["exists"] and f["size"] == uploaded["bytes"] for f in story["files"])
+    assert story["dedup_latch"]["state"] == "done"
+
+    letters = [d for d in local_run.json("dlq", "list", "--domain", "claimx") if d["trace_id"]]
+    assert letters, "the generated ClaimX traffic dead-letters some events"
+    from_letter = local_run.json("trace", letters[0]["id"])
+    assert (from_letter["domain"], from_letter["trace_id"]) == ("claimx", letters[0]["trace_id"])
+    assert letters[0]["id"] in [d["id"] for d in from_letter["dead_letters"]]
+
+
 def test_replay_after_the_fault_is_removed_then_trace_tells_the_story(
     local_run: LocalRunUnderTest, tmp_path: Path
 ) -> None:
