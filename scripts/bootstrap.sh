@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything claimsflow needs on a fresh machine: a Python venv in .venv (runtime + dev
-# requirements, the project itself with its `claimsflow` command) and Azurite from npm in .tools/.
+# requirements, the project itself with its `claimsflow` command), Azurite from npm in .tools/, and
+# the tools of the offline infrastructure checks (checkov, the Kusto language service).
 # Safe to run again: it only installs what is missing or changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,4 +35,13 @@ fi
 if ! cmp -s infra/checkov/requirements.txt .tools/checkov/.requirements.txt 2>/dev/null; then
   step "installing checkov (offline infrastructure checks) into .tools/checkov"
   "$PYTHON" -m venv .tools/checkov && .tools/checkov/bin/python -m pip install --quiet --quiet -r infra/checkov/requirements.txt && cp infra/checkov/requirements.txt .tools/checkov/.requirements.txt
+fi
+
+# The Kusto language service for the offline KQL checks of the alert and workbook queries
+# (tests/infra), from infra/kql/package.json; the stamp is written only once the install worked.
+if ! cmp -s infra/kql/package.json .tools/kql/.installed 2>/dev/null; then
+  step "installing the Kusto language service (offline KQL checks) into .tools/kql"
+  mkdir -p .tools/kql && cp infra/kql/package.json .tools/kql/package.json
+  (cd .tools/kql && npm install --silent --no-audit --no-fund --no-package-lock >/dev/null)
+  cp infra/kql/package.json .tools/kql/.installed
 fi

@@ -113,21 +113,12 @@ def _alert_queries() -> dict[str, str]:
 
 
 def _kql_tools() -> Path:
-    """The Kusto language service (npm), installed into .tools/kql from infra/kql/package.json."""
-    stamp = KQL_TOOLS / "package.json"
-    wanted = KQL_PACKAGE.read_text()
+    """The Kusto language service (npm) that scripts/bootstrap.sh installs into .tools/kql."""
     service = KQL_TOOLS / "node_modules" / "@kusto" / "language-service-next" / "bridge.js"
-    if not service.exists() or not stamp.exists() or stamp.read_text() != wanted:
-        KQL_TOOLS.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(wanted)
-        npm = shutil.which("npm")
-        assert npm, "npm is needed to install the Kusto language service"
-        subprocess.run(
-            [npm, "install", "--silent", "--no-audit", "--no-fund", "--no-package-lock"],
-            cwd=KQL_TOOLS,
-            check=True,
-            timeout=300,
-        )
+    installed = KQL_TOOLS / ".installed"
+    assert service.exists() and installed.exists() and installed.read_text() == KQL_PACKAGE.read_text(), (
+        "the Kusto language service is missing or outdated: run scripts/bootstrap.sh"
+    )
     return KQL_TOOLS
 
 
