@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -22,7 +21,7 @@ from shared.errors import ClassifiedError, Failure
 from shared.lake.tables import Row
 from shared.redact import redact_url, strip_query
 from shared.retry import Outcome, failed, ok, refused_until
-from shared.state.deadletter import DeadLetter, DeadLetterReason
+from shared.state.deadletter import DeadLetter, DeadLetterReason, keep_in_blob, record_step
 from shared.state.replay import replay_generation
 from shared.transfer.attachment import AttachmentStatus
 
@@ -190,25 +189,18 @@ def record_media_failure(payload: dict[str, Any], runtime: ActivityServices) -> 
 
 def record_event_failure(payload: dict[str, Any], runtime: ActivityServices) -> Outcome:
     """The enrichment failed for good: the whole event is dead-lettered for replay."""
-    try:
-        record = payload["record"]
-        runtime.dead_letters.record(dead_letter_of(record), replay_generation=replay_generation(record))
-    except Exception as exc:
-        return failed(Failure.from_exception(exc))
-    return ok()
+    record = payload["record"]
+    return record_step(
+        runtime.dead_letters, dead_letter_of(record), replay_generation=replay_generation(record)
+    )
 
 
 def dead_letter_in_blob(payload: dict[str, Any], runtime: ActivityServices) -> Outcome:
     """The record activity failed for good: keep its dead letter through the Blob service."""
     record: dict[str, Any] = payload["record"]
-    because = Failure.from_dict(record["unrecorded_because"])
-    letter = dead_letter_of(record)
-    letter = replace(letter, error=f"{letter.error} [not recorded in the tables: {because.message}]")
-    try:
-        runtime.dead_letters.record_in_blob(letter)
-    except Exception as exc:
-        return failed(Failure.from_exception(exc))
-    return ok()
+    return keep_in_blob(
+        runtime.dead_letters, dead_letter_of(record), Failure.from_dict(record["unrecorded_because"])
+    )
 
 
 def dead_letter_of(record: dict[str, Any]) -> DeadLetter:

@@ -11,17 +11,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from shared.lake.tables import UTC_TS, TableSpec, WriteMode
-
-_S: pl.DataType = pl.String()
-_I64: pl.DataType = pl.Int64()
-_I32: pl.DataType = pl.Int32()
-_F64: pl.DataType = pl.Float64()
-_B: pl.DataType = pl.Boolean()
-_DATE: pl.DataType = pl.Date()
+from shared.lake.tables import BOOLEAN, DATE, FLOAT64, INT32, INT64, STRING, UTC_TS, TableSpec, WriteMode
 
 _ROW_TIMES: dict[str, pl.DataType] = {
-    "trace_id": _S,
+    "trace_id": STRING,
     "created_at": UTC_TS,
     "updated_at": UTC_TS,
     "last_enriched_at": UTC_TS,
@@ -39,11 +32,11 @@ CLAIMX_EVENTS = TableSpec(
             **_columns(
                 "trace_id event_type project_id media_id task_assignment_id video_collaboration_id "
                 "master_file_name",
-                _S,
+                STRING,
             ),
             "ingested_at": UTC_TS,
             "created_at": UTC_TS,
-            "event_date": _DATE,
+            "event_date": DATE,
         }
     ),
     key=("trace_id",),
@@ -59,18 +52,18 @@ CLAIMX_PROJECTS = TableSpec(
                 "project_id project_number master_file_name secondary_number created_date status "
                 "date_of_loss type_of_loss cause_of_loss loss_description customer_first_name "
                 "customer_last_name custom_business_name business_line_type",
-                _S,
+                STRING,
             ),
-            "year_built": _I64,
-            "square_footage": _F64,
+            "year_built": INT64,
+            "square_footage": FLOAT64,
             **_columns(
                 "street1 street2 city state_province zip_postcode county country primary_email "
                 "primary_phone primary_phone_country_code date_received date_contacted "
                 "planned_inspection_date date_inspected appointment_date custom_attribute1 "
                 "custom_attribute2 custom_attribute3 custom_external_unique_id company_name",
-                _S,
+                STRING,
             ),
-            "xa_autolink_fail": _B,
+            "xa_autolink_fail": BOOLEAN,
             "xa_autolink_fail_at": UTC_TS,
             "policyholder_invited_at": UTC_TS,
             "policyholder_joined_at": UTC_TS,
@@ -90,11 +83,11 @@ CLAIMX_CONTACTS = TableSpec(
         {
             **_columns(
                 "project_id contact_email contact_type first_name last_name phone_number phone_country_code",
-                _S,
+                STRING,
             ),
-            "is_primary_contact": _B,
-            **_columns("master_file_name task_assignment_id video_collaboration_id", _S),
-            "created_date": _DATE,
+            "is_primary_contact": BOOLEAN,
+            **_columns("master_file_name task_assignment_id video_collaboration_id", STRING),
+            "created_date": DATE,
             **_ROW_TIMES,
         }
     ),
@@ -109,11 +102,11 @@ CLAIMX_ATTACHMENT_METADATA = TableSpec(
         {
             **_columns(
                 "media_id project_id task_assignment_id file_type file_name media_description media_comment",
-                _S,
+                STRING,
             ),
-            "latitude": _F64,
-            "longitude": _F64,
-            **_columns("gps_source taken_date full_download_link expires_at", _S),
+            "latitude": FLOAT64,
+            "longitude": FLOAT64,
+            **_columns("gps_source taken_date full_download_link expires_at", STRING),
             **_ROW_TIMES,
         }
     ),
@@ -132,12 +125,12 @@ CLAIMX_TASKS = TableSpec(
                 "assignment_id task_id task_name form_id project_id assignee_id assignor_id "
                 "assignor_email date_assigned date_completed cancelled_date cancelled_by_resource_id "
                 "status pdf_project_media_id date_exported form_response_id",
-                _S,
+                STRING,
             ),
-            "stp_enabled": _B,
-            **_columns("stp_started_date mfn", _S),
-            "xactimate_exportable": _B,
-            **_columns("fraud_language_accepted_date resubmit_task_assignment_id task_url", _S),
+            "stp_enabled": BOOLEAN,
+            **_columns("stp_started_date mfn", STRING),
+            "xactimate_exportable": BOOLEAN,
+            **_columns("fraud_language_accepted_date resubmit_task_assignment_id task_url", STRING),
             **_ROW_TIMES,
         }
     ),
@@ -151,17 +144,17 @@ CLAIMX_TASK_TEMPLATES = TableSpec(
     name="claimx_task_templates",
     schema=pl.Schema(
         {
-            **_columns("task_id comp_id name description form_id form_name", _S),
+            **_columns("task_id comp_id name description form_id form_name", STRING),
             **_columns(
                 "enabled is_default is_manual_delivery is_external_link_delivery provide_portal_access "
                 "notify_assigned_send_recipient notify_assigned_send_recipient_sms",
-                _B,
+                BOOLEAN,
             ),
-            "notify_assigned_subject": _S,
-            "notify_task_completed": _B,
-            "notify_completed_subject": _S,
-            **_columns("allow_resubmit auto_generate_pdf", _B),
-            **_columns("modified_by modified_by_id modified_date", _S),
+            "notify_assigned_subject": STRING,
+            "notify_task_completed": BOOLEAN,
+            "notify_completed_subject": STRING,
+            **_columns("allow_resubmit auto_generate_pdf", BOOLEAN),
+            **_columns("modified_by modified_by_id modified_date", STRING),
             **_ROW_TIMES,
         }
     ),
@@ -179,10 +172,10 @@ CLAIMX_EXTERNAL_LINKS = TableSpec(
             **_columns(
                 "link_id assignment_id project_id link_code url notification_access_method country_id "
                 "state_id created_date",
-                _S,
+                STRING,
             ),
-            "accessed_count": _I64,
-            "last_accessed": _S,
+            "accessed_count": INT64,
+            "last_accessed": STRING,
             **_ROW_TIMES,
         }
     ),
@@ -199,13 +192,13 @@ CLAIMX_VIDEO_COLLAB = TableSpec(
             **_columns(
                 "video_collaboration_id project_id claim_id mfn claim_number policy_number "
                 "email_user_name claim_rep_first_name claim_rep_last_name claim_rep_full_name",
-                _S,
+                STRING,
             ),
-            **_columns("number_of_videos number_of_photos number_of_viewers session_count", _I64),
+            **_columns("number_of_videos number_of_photos number_of_viewers session_count", INT64),
             **_columns(
                 "total_time_seconds total_time created_date live_call_first_session "
                 "live_call_last_session company_id company_name guid",
-                _S,
+                STRING,
             ),
             **_ROW_TIMES,
         }
@@ -219,9 +212,9 @@ CLAIMX_ATTACHMENTS = TableSpec(
     name="claimx_attachments",
     schema=pl.Schema(
         {
-            **_columns("media_id project_id trace_id file_name file_type blob_path", _S),
-            "bytes": _I64,
-            **_columns("content_type sha256", _S),
+            **_columns("media_id project_id trace_id file_name file_type blob_path", STRING),
+            "bytes": INT64,
+            **_columns("content_type sha256", STRING),
             "downloaded_at": UTC_TS,
             "created_at": UTC_TS,
             "updated_at": UTC_TS,
@@ -238,12 +231,12 @@ CLAIMX_ATTACHMENTS_FAILED = TableSpec(
     name="claimx_attachments_failed",
     schema=pl.Schema(
         {
-            **_columns("media_id trace_id attachment_url status error_category error_message", _S),
-            "http_status": _I32,
-            "retry_count": _I32,
+            **_columns("media_id trace_id attachment_url status error_category error_message", STRING),
+            "http_status": INT32,
+            "retry_count": INT32,
             "failed_at": UTC_TS,
             "created_at": UTC_TS,
-            "project_id": _S,
+            "project_id": STRING,
         }
     ),
     key=("media_id",),

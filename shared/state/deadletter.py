@@ -23,8 +23,9 @@ from azure.storage.blob import ContainerClient
 
 from shared import metrics
 from shared.clock import utc_now
-from shared.errors import MAX_ERROR_CHARS
+from shared.errors import MAX_ERROR_CHARS, Failure
 from shared.redact import redact_text
+from shared.retry import Outcome, failed, ok
 from shared.state.sharding import partition_key, safe_row_key, shard_of
 
 INLINE_PAYLOAD_CHARS = 30_000  # a Table string property holds 32K UTF-16 characters
@@ -336,3 +337,24 @@ class DeadLetterStore:
             replay_instance_id=entity.get("replay_instance_id"),
             updated_at=entity.get("updated_at"),
         )
+
+
+def record_step(store: DeadLetterStore, letter: DeadLetter, *, replay_generation: int = 0) -> Outcome:
+    """A record activity's body: the dead letter into the table, a failure returned as data (so the
+    orchestrator retries it by class, docs/architecture.md section 5)."""
+    try:
+        store.record(letter, replay_generation=replay_generation)
+    except Exception as exc:
+        return failed(Failure.from_exception(exc))
+    return ok()
+
+
+def keep_in_blob(store: DeadLetterStore, letter: DeadLetter, because: Failure) -> Outcome:
+    """The fallback activity's body, once the record activity failed for good: the dead letter
+    through the Blob service, saying why the tables do not have it."""
+    letter = replace(letter, error=f"{letter.error} [not recorded in the tables: {because.message}]")
+    try:
+        store.record_in_blob(letter)
+    except Exception as exc:
+        return failed(Failure.from_exception(exc))
+    return ok()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,7 +18,7 @@ from shared.lake.staging import Origin
 from shared.plugins.context import PluginContext, Stage
 from shared.redact import redact_url, strip_query
 from shared.retry import Outcome, failed, ok
-from shared.state.deadletter import DeadLetter, DeadLetterReason
+from shared.state.deadletter import DeadLetter, DeadLetterReason, keep_in_blob, record_step
 from shared.state.replay import replay_generation
 from shared.transfer.attachment import AttachmentStatus, TransferRequest, transfer_attachment
 from shared.transfer.filetypes import require_allowed_extension
@@ -219,25 +218,18 @@ def record_attachment_failure(payload: dict[str, Any], runtime: ActivityServices
 
 def record_event_failure(payload: dict[str, Any], runtime: ActivityServices) -> Outcome:
     """The enrich step failed for good: the whole event is dead-lettered for replay."""
-    try:
-        record = payload["record"]
-        runtime.dead_letters.record(dead_letter_of(record), replay_generation=replay_generation(record))
-    except Exception as exc:
-        return failed(Failure.from_exception(exc))
-    return ok()
+    record = payload["record"]
+    return record_step(
+        runtime.dead_letters, dead_letter_of(record), replay_generation=replay_generation(record)
+    )
 
 
 def dead_letter_in_blob(payload: dict[str, Any], runtime: ActivityServices) -> Outcome:
     """The record activity failed for good: keep its dead letter through the Blob service."""
     record: dict[str, Any] = payload["record"]
-    letter = dead_letter_of(record)
-    because = Failure.from_dict(record["unrecorded_because"])
-    letter = replace(letter, error=f"{letter.error} [not recorded in the tables: {because.message}]")
-    try:
-        runtime.dead_letters.record_in_blob(letter)
-    except Exception as exc:
-        return failed(Failure.from_exception(exc))
-    return ok()
+    return keep_in_blob(
+        runtime.dead_letters, dead_letter_of(record), Failure.from_dict(record["unrecorded_because"])
+    )
 
 
 def dead_letter_of(record: dict[str, Any]) -> DeadLetter:
