@@ -103,7 +103,7 @@ def main() -> None:
     try:
         settings = Settings(
             AzureWebJobsStorage=azurite.connection_string,
-            ENVIRONMENT="bench",
+            ENVIRONMENT="test",
             LAKE_TABLES_URI="abfss://bench@devstoreaccount1.dfs.core.windows.net/Tables",
             FLUSH_MAX_ROWS=BATCH,
         )

@@ -79,6 +79,9 @@ class Registry:
         self.ids.add(instance_id)
         return True
 
+    async def exists(self, instance_id: str) -> bool:
+        return instance_id in self.ids
+
 
 def bench_ingest_io(azurite: Azurite, batches: int = 10, batch_size: int = 100) -> None:
     now = datetime.now(UTC)
@@ -93,13 +96,14 @@ def bench_ingest_io(azurite: Azurite, batches: int = 10, batch_size: int = 100) 
                 unique_events[parsed.trace_id] = body
         bodies = list(unique_events.values())[: batches * batch_size]
         ingestor = XactIngestor(
-            runtime.dedup,
-            runtime.staging,
-            runtime.dead_letters,
-            Registry(),
-            (300,),
-            lambda: now,
-            runtime.pool,
+            latch=runtime.dedup,
+            staging=runtime.staging,
+            dead_letters=runtime.dead_letters,
+            failures=runtime.ingest_failures,
+            starter=Registry(),
+            retry_delays=(300,),
+            now=lambda: now,
+            pool=runtime.pool,
         )
         started = time.perf_counter()
         for i in range(batches):

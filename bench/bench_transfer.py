@@ -53,7 +53,7 @@ IN_FLIGHT = 2
 def settings_for(connection_string: str, sim_url: str, container: str) -> Settings:
     return Settings(
         AzureWebJobsStorage=connection_string,
-        ENVIRONMENT="bench",
+        ENVIRONMENT="test",
         SIMULATION_MODE="true",
         SIMULATOR_URL=sim_url,
         TRANSFER_BLOCK_SIZE_MB=BLOCK // MIB,

@@ -14,12 +14,15 @@ from shared.runtime import get_runtime
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()
+INGEST_FAILURE_RETENTION = timedelta(days=7)  # a body failing less often than this is no poison
 
 
 @bp.timer_trigger(arg_name="timer", schedule="0 41 * * * *", run_on_startup=False, use_monitor=True)
 def dedup_purge(timer: func.TimerRequest) -> None:
-    removed = get_runtime().dedup.purge_expired()
-    log.info("dedup latches purged: %d", removed)
+    runtime = get_runtime()
+    removed = runtime.dedup.purge_expired()
+    forgotten = runtime.ingest_failures.purge_older_than(INGEST_FAILURE_RETENTION)
+    log.info("abandoned dedup latches purged: %d; old ingest failure counts: %d", removed, forgotten)
 
 
 @bp.timer_trigger(arg_name="timer", schedule="0 23 * * * *", run_on_startup=False, use_monitor=True)

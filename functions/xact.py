@@ -53,13 +53,15 @@ async def xact_ingest(events: list[func.EventHubEvent], client: df.DurableOrches
         latch=runtime.dedup,
         staging=runtime.staging,
         dead_letters=runtime.dead_letters,
+        failures=runtime.ingest_failures,
         starter=DurableStarter(client),
         retry_delays=runtime.settings.retry_delays_seconds,
         now=utc_now,
         pool=runtime.pool,
     )
     enqueued = [event.enqueued_time for event in events if event.enqueued_time is not None]
-    with log_context(domain=Domain.XACT, stage=INGEST_STAGE):
+    # the host records a failed batch's error text: redacted
+    with log_context(domain=Domain.XACT, stage=INGEST_STAGE), redacted_errors():
         report = await ingestor.ingest(
             [event.get_body() for event in events], enqueued_at=min(enqueued, default=None)
         )

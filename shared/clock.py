@@ -7,15 +7,25 @@ runs, so presigned-URL expiry, dedup windows and durable timers all see the same
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from datetime import UTC, datetime
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 
 class Clock(Protocol):
     """A source of timezone-aware UTC time."""
 
     def now(self) -> datetime: ...
+
+
+@runtime_checkable
+class SteppedClock(Protocol):
+    """A clock whose time moves only when told to (the local host's virtual clock)."""
+
+    def now(self) -> datetime: ...
+
+    def advance(self, delta: timedelta) -> datetime: ...
 
 
 class WallClock:
@@ -53,3 +63,15 @@ def current_clock() -> Clock:
 def utc_now() -> datetime:
     """The current time as the app should see it (timezone-aware UTC)."""
     return current_clock().now()
+
+
+async def sleep(seconds: float) -> None:
+    """Wait ``seconds`` of the app's time: real time on the wall clock; on a stepped clock the wait
+    moves the clock itself (time there passes only on request), so a wait for a lease to run out
+    ends at once instead of never."""
+    clock = current_clock()
+    if isinstance(clock, SteppedClock):
+        clock.advance(timedelta(seconds=seconds))
+        await asyncio.sleep(0)
+    else:
+        await asyncio.sleep(seconds)

@@ -32,7 +32,15 @@ DEFAULT_ALLOWED_ATTACHMENT_HOSTS: tuple[str, ...] = (
 )
 
 _UNRESOLVED = re.compile(r"\$\{[^}]*\}")
-_PRODUCTION_WORDS = ("prod", "production", "live")
+
+
+class Environment(StrEnum):
+    """Where the app runs. Exactly these names: a look-alike (``prd``, ``uat``) is refused rather
+    than guessed, because simulation mode depends on it."""
+
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
 
 
 def _without_blank(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,6 +175,15 @@ class Settings(BaseSettings):
                     raise ConfigError(f"setting {key} has an unresolved reference: {value!r}")
         return data
 
+    @field_validator("environment")
+    @classmethod
+    def _known_environment(cls, value: str) -> str:
+        allowed = [e.value for e in Environment]
+        if value not in allowed:
+            allowed_text = ", ".join(allowed)
+            raise ConfigError(f"ENVIRONMENT must be one of {allowed_text}, not {value!r}")
+        return value
+
     @field_validator("retry_delays_seconds", mode="before")
     @classmethod
     def _parse_delays(cls, value: Any) -> Any:
@@ -187,7 +204,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         if self.simulation_mode and self.is_production:
-            raise ConfigError("SIMULATION_MODE is refused when the environment is production")
+            raise ConfigError("SIMULATION_MODE is refused when ENVIRONMENT is production")
         if not self.storage_connection_string and not (
             self.storage_blob_service_uri and self.storage_table_service_uri
         ):
@@ -199,8 +216,8 @@ class Settings(BaseSettings):
 
     @property
     def is_production(self) -> bool:
-        lowered = self.environment.lower()
-        return any(word in lowered for word in _PRODUCTION_WORDS)
+        """Simulation mode runs only in development or test."""
+        return self.environment == Environment.PRODUCTION
 
     def state_table(self, suffix: str) -> str:
         """Name of a state table (dedup, staging, dead letters), scoped like the task hub."""

@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus
 
+from shared.errors import ClassifiedError, ErrorCategory, Failure
+
 FINISHED = (
     OrchestrationRuntimeStatus.Completed,
     OrchestrationRuntimeStatus.Failed,
@@ -39,9 +41,14 @@ class DurableClient(Protocol):
 
 
 class DurableStarter:
-    """Checks for an existing instance first. A redelivered event never restarts an instance
+    """Starts an orchestration once per instance id, idempotently.
+
+    It checks for an existing instance first: a redelivered event never restarts an instance
     (``start_new`` on a finished id would run it again on the Azure Storage backend), unless the
-    caller says the event is new again (its dedup entry had expired)."""
+    caller says the event is new again (its dedup entry had expired). When ``start_new`` fails
+    (a concurrent start by another delivery of the same event gets 409; a lost answer may hide a
+    start that happened), it looks again: an instance that now exists, and is not the finished
+    one a rerun wanted to replace, was started by the same event, so the start is a success."""
 
     def __init__(self, client: DurableClient) -> None:
         self._client = client
@@ -49,14 +56,33 @@ class DurableStarter:
     async def start_once(
         self, orchestrator: str, instance_id: str, payload: dict[str, Any], *, rerun_finished: bool = False
     ) -> bool:
+        """``True`` when this call started the instance, ``False`` when it was there already."""
+        state = await self._state(instance_id)
+        if state is not None and not (rerun_finished and state in FINISHED_STATUSES):
+            return False
+        try:
+            await self._client.start_new(orchestrator, instance_id, payload)
+        except Exception as exc:
+            after = await self._state(instance_id)
+            if after is not None and not (rerun_finished and after in FINISHED_STATUSES):
+                return False
+            # The management API fails a start only for reasons outside the event (the extension
+            # unwell, the orchestrator missing from this deployment): retry, never blame the body.
+            raise ClassifiedError(
+                Failure.of(
+                    ErrorCategory.TRANSIENT, f"starting {instance_id} failed: {type(exc).__name__}: {exc}"
+                )
+            ) from exc
+        return True
+
+    async def exists(self, instance_id: str) -> bool:
+        """Whether an instance with this id exists, in any state."""
+        return await self._state(instance_id) is not None
+
+    async def _state(self, instance_id: str) -> str | None:
         status = await self._client.get_status(instance_id)
         runtime_status = getattr(status, "runtime_status", None)
-        if runtime_status is not None:
-            state = getattr(runtime_status, "value", runtime_status)
-            if not (rerun_finished and state in FINISHED_STATUSES):
-                return False
-        await self._client.start_new(orchestrator, instance_id, payload)
-        return True
+        return None if runtime_status is None else str(getattr(runtime_status, "value", runtime_status))
 
 
 async def purge_finished_instances(client: DurableClient, *, now: datetime, retention: timedelta) -> int:

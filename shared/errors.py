@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -129,6 +130,14 @@ _MESSAGE_RULES: tuple[tuple[tuple[str, ...], ErrorCategory], ...] = (
     (("404", "not found"), ErrorCategory.PERMANENT),
 )
 
+# Status codes count as whole words only: "503" inside an id is not a status.
+_MESSAGE_PATTERNS = tuple(
+    (
+        re.compile("|".join(rf"\b{re.escape(n)}\b" if n.isdigit() else re.escape(n) for n in needles)),
+        category,
+    )
+    for needles, category in _MESSAGE_RULES
+)
 _PERMANENT_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
@@ -146,12 +155,48 @@ def classify_exception(exc: BaseException) -> ErrorCategory:
     if isinstance(exc, OSError) and not isinstance(exc, ConnectionError) and exc.errno is not None:
         return ErrorCategory.PERMANENT if exc.errno in _PERMANENT_ERRNOS else ErrorCategory.TRANSIENT
     text = f"{type(exc).__name__} {exc}".lower()
-    for needles, category in _MESSAGE_RULES:
-        if any(needle in text for needle in needles):
+    for pattern, category in _MESSAGE_PATTERNS:
+        if pattern.search(text):
             return category
     if isinstance(exc, ConnectionError):
         return ErrorCategory.TRANSIENT
     return ErrorCategory.UNKNOWN
+
+
+_OUTAGE_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+        errno.ETIMEDOUT,
+        errno.EPIPE,
+    }
+)
+
+
+# azure-core's and aiohttp's transport failures, matched by class name so this leaf imports neither.
+_TRANSPORT_ERRORS = frozenset(
+    {"ServiceRequestError", "ServiceResponseError", "ClientConnectionError", "ServerTimeoutError"}
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Is this a service being unreachable or overloaded (retry forever), rather than something
+    about the request? Decided by type and status only, never by words in a message: connection
+    errors and timeouts, HTTP 408, 429 and 5xx, and errors already classified transient."""
+    if isinstance(exc, ClassifiedError):
+        return exc.failure.category in (ErrorCategory.TRANSIENT, ErrorCategory.CIRCUIT_OPEN)
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, ConnectionError)):
+        return True
+    if any(cls.__name__ in _TRANSPORT_ERRORS for cls in type(exc).__mro__):
+        return True
+    status = _status_of(exc)
+    if status is not None:
+        return status in (408, 429) or status >= 500
+    return isinstance(exc, OSError) and exc.errno in _OUTAGE_ERRNOS
 
 
 def _status_of(exc: BaseException) -> int | None:

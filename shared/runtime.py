@@ -25,7 +25,8 @@ from shared.lake.tables import TableCatalog
 from shared.plugins.registry import PluginRegistry
 from shared.pool import IoPool
 from shared.state.deadletter import DeadLetterStore
-from shared.state.dedup import DedupLatch
+from shared.state.dedup import LATCH_SHARDS, DedupLatch
+from shared.state.failures import FailureLedger
 from shared.storage import StorageFactory
 from shared.xact.tables import XACT_TABLES
 
@@ -62,10 +63,18 @@ class Runtime:
         return DedupLatch(
             self._table(self.settings.state_table("dedup")),
             ttl=timedelta(seconds=self.settings.dedup_ttl_seconds),
-            shards=self.settings.table_shards,
+            shards=min(self.settings.table_shards, LATCH_SHARDS),
             cache_size=self.settings.dedup_cache_size,
             pool=self.pool,
             now=utc_now,
+        )
+
+    @cached_property
+    def ingest_failures(self) -> FailureLedger:
+        return FailureLedger(
+            self._table(self.settings.state_table("ingestfailures")),
+            shards=self.settings.table_shards,
+            pool=self.pool,
         )
 
     @cached_property
@@ -139,8 +148,13 @@ class Runtime:
             await self.claimx.aclose()
 
     def close(self) -> None:
-        """Stop the blocking-I/O pool (the process is done with this runtime)."""
-        self.pool.shutdown()
+        """Write what the dedup latch still queues, then stop the blocking-I/O pool (the process is
+        done with this runtime)."""
+        try:
+            if "dedup" in self.__dict__:
+                self.dedup.close()
+        finally:
+            self.pool.shutdown()
 
 
 _runtime: Runtime | None = None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared import metrics
+from shared import clock, metrics
 from shared.claimx import interim
 from shared.claimx.events import ClaimXEvent, InvalidBody, parse_claimx_body
 from shared.claimx.tables import CLAIMX_EVENTS
@@ -85,6 +85,7 @@ class ClaimXIngestor:
     retry_delays: Sequence[int]
     pool: IoPool
     exists: Callable[[str], Awaitable[bool]] | None = None
+    sleep: Callable[[float], Awaitable[None]] = clock.sleep
 
     async def ingest(self, messages: Sequence[Message]) -> IngestReport:
         report = IngestReport(received=len(messages))
@@ -107,13 +108,22 @@ class ClaimXIngestor:
                 *(asyncio.to_thread(self.dead_letters.record, self._letter(b)) for b in invalid)
             )
 
-        claims = await self.pool.run(self.latch.claim_many, [e.trace_id for e in candidates])
+        exists = self.exists
+        claims = await self.latch.claim_settled(
+            [e.trace_id for e in candidates],
+            [e.event_date for e in candidates],
+            sleep=self.sleep,
+            settled=None if exists is None else lambda trace: exists(instance_id(trace)),
+        )
         try:
             claimed = [(event, claim) for event, claim in zip(candidates, claims, strict=True) if claim]
             report.duplicates += len(candidates) - len(claimed)
             created_at = utc_now()
             rows = [event_row(event, created_at=created_at) for event in skipped]
-            rows += [event_row(event, created_at=created_at) for event, _ in claimed]
+            rows += [  # the partition fixed when the event was first seen
+                {**event_row(event, created_at=created_at), "event_date": claim.first_date}
+                for event, claim in claimed
+            ]
             if rows:
                 await self.pool.run(self.staging.stage_many, CLAIMX_EVENTS, rows)
             started = await asyncio.gather(*(self._start(event, claim) for event, claim in claimed))

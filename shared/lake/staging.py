@@ -10,12 +10,13 @@ flush stays for the next one.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
@@ -30,19 +31,29 @@ from azure.data.tables import (
     UpdateMode,
 )
 
-from shared.lake.tables import UTC_TS, Row, TableSpec, coerce_row, coerce_value, combine_rows
+from shared.lake.tables import UTC_TS, Row, TableSpec, WriteMode, coerce_row, coerce_value, combine_rows
 from shared.pool import IoPool
 from shared.state.sharding import partition_key, safe_row_key, shard_of
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 100  # Azure Tables transaction limit (Azurite breaks above it)
+# Azure Table limits (Azurite enforces none of them, so they are checked here before any request).
+MAX_BATCH = 100  # entities in one transaction
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024 - 64 * 1024  # 4 MiB a transaction, less the multipart framing
+MAX_ENTITY_BYTES = 1024 * 1024  # by Azure's size formula, and as the JSON of one entity's request
+MAX_PROPERTY_BYTES = 64 * 1024
+MAX_PROPERTIES = 252  # 255 less PartitionKey, RowKey and Timestamp
+EARLIEST_DATETIME = datetime(1601, 1, 1, tzinfo=UTC)
+LATEST_DATETIME = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+_OPERATION_OVERHEAD = 1024  # one operation's headers in the multipart body
+_TYPE_ANNOTATION = 40  # '"<name>@odata.type": "Edm.DateTime",' beyond the name itself
+_ORIGIN_PROPERTIES = 2  # the origin's two properties, added at staging (Origin)
+_ORIGIN_ROOM = 256  # their size, kept free by the checks
 KEY_PROPERTY = "CfKey"  # the real merge key; the RowKey may be escaped or hashed
 ENQUEUED_PROPERTY = "CfEnqueuedAt"  # when the row's event was enqueued (the app's clock)
 RECEIVED_PROPERTY = "CfReceivedWall"  # when ingest received it (wall clock, epoch seconds)
 _CHUNK_COUNT = "__n"
 _CHUNK_CHARS = 16_000  # 64 KiB per string property, UTF-16: safe even if every char is a pair
-_MAX_PLAIN_UTF16 = 32_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,27 +109,53 @@ class StagingTable:
     def stage_many(
         self, spec: TableSpec, rows: Iterable[Mapping[str, Any]], *, origin: Origin | None = None
     ) -> int:
-        """Upsert rows in transactions of at most 100 per partition; returns the entities written.
+        """Upsert rows in transactions per partition; returns the entities written.
 
         Rows with the same key are combined first (a transaction may not touch an entity twice).
+        A row no entity can hold raises :class:`UnstageableRow` before anything is written.
         ``origin`` (when the rows' events entered the pipeline) is kept beside the row for the
         flush's freshness measurement.
         """
-        combined = combine_rows(spec, (coerce_row(spec, r) for r in rows), by=spec.staging_key_of)
+        combined = combine_rows(spec, (_coerced(spec, r) for r in rows), by=spec.staging_key_of)
+        return self.stage_entities(spec, [self._entity(spec, row) for row in combined], origin=origin)
+
+    def encode(self, spec: TableSpec, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The entity for one row, checked against the Table limits without any request; raises
+        :class:`UnstageableRow`. Lets a caller find the rows of one batch that cannot be staged
+        and stage the rest with :meth:`stage_entities`."""
+        return self._entity(spec, _coerced(spec, row))
+
+    def stage_entities(
+        self,
+        spec: TableSpec,
+        entities: Sequence[dict[str, Any]],
+        *,
+        together: bool = False,
+        origin: Origin | None = None,
+    ) -> int:
+        """Upsert encoded entities (distinct keys): per partition, transactions of at most 100
+        entities and 4 MiB. ``origin`` as for :meth:`stage_many` (its two properties fit the room
+        :func:`check_entity` keeps for them).
+
+        ``together`` (insert-only tables only) stages them all in one partition, the shard of their
+        smallest key, so a batch is one transaction instead of one per shard. That is safe where a
+        key's first row wins: the flush reads every shard and folds a key staged twice in two
+        partitions, and an insert-only MERGE never updates a key it has."""
+        if together and entities:
+            if spec.mode is not WriteMode.INSERT_ONLY:
+                raise ValueError(f"{spec.name}: only insert-only rows may be staged together")
+            first = min(entities, key=lambda entity: str(entity[KEY_PROPERTY]))
+            shared = partition_key(spec.name, shard_of(str(first[KEY_PROPERTY]), self.shards))
+            entities = [{**entity, "PartitionKey": shared} for entity in entities]
+        if origin is not None:
+            stamp = {ENQUEUED_PROPERTY: origin.enqueued_at, RECEIVED_PROPERTY: origin.received_wall}
+            entities = [{**entity, **stamp} for entity in entities]
         by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in combined:
-            entity = self._entity(spec, row)
-            if origin is not None:
-                entity[ENQUEUED_PROPERTY] = origin.enqueued_at
-                entity[RECEIVED_PROPERTY] = origin.received_wall
+        for entity in entities:
             by_partition[entity["PartitionKey"]].append(entity)
-        batches = [
-            entities[i : i + MAX_BATCH]
-            for entities in by_partition.values()
-            for i in range(0, len(entities), MAX_BATCH)
-        ]
+        batches = [batch for group in by_partition.values() for batch in _transactions(group)]
         self.pool.map(self._submit_upserts, batches)
-        return len(combined)
+        return len(entities)
 
     def _submit_upserts(self, entities: list[dict[str, Any]]) -> None:
         if len(entities) == 1:
@@ -137,6 +174,7 @@ class StagingTable:
             if value is None:
                 continue  # MERGE mode: an omitted property keeps the staged value
             entity.update(_encode(spec, column, value))
+        check_entity(spec, entity)
         return entity
 
     # -- reading --------------------------------------------------------------------------
@@ -196,13 +234,23 @@ class StagingTable:
         )
 
     def find(self, spec: TableSpec, key: str) -> StagedRow | None:
-        """The staged row of one merge key, if it is still waiting for a flush."""
+        """The staged row of one merge key, if it is still waiting for a flush. Rows staged
+        ``together`` may sit in any shard of their table: those are looked for in all of them."""
         try:
             entity = self.client.get_entity(
                 partition_key(spec.name, shard_of(key, self.shards)), safe_row_key(key)
             )
         except ResourceNotFoundError:
-            return None
+            if spec.mode is not WriteMode.INSERT_ONLY:
+                return None
+            found = self.client.query_entities(
+                "PartitionKey ge @lo and PartitionKey lt @hi and RowKey eq @row",
+                parameters={"lo": f"{spec.name}:", "hi": f"{spec.name};", "row": safe_row_key(key)},
+            )
+            match = next(iter(found), None)
+            if match is None:
+                return None
+            return self._decode(spec, match)
         return self._decode(spec, entity)
 
     def count(self, spec: TableSpec) -> int:
@@ -262,11 +310,107 @@ class StagingTable:
             return 0  # already deleted by a concurrent flush
 
 
-# -- property encoding ---------------------------------------------------------------------
+# -- property encoding and the Table limits ---------------------------------------------------
 
 
-def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+class UnstageableRow(ValueError):
+    """A row no Azure Table entity can hold: a value of the wrong type, a property over 64 KiB, an
+    entity over 1 MiB or 252 properties, a date Azure Tables cannot keep."""
+
+
+def _coerced(spec: TableSpec, row: Mapping[str, Any]) -> Row:
+    try:
+        return coerce_row(spec, row)
+    except (TypeError, ValueError) as exc:
+        raise UnstageableRow(str(exc)) from None
+
+
+def _utf16_units(text: str) -> int:
+    """UTF-16 code units of ``text``; a lone surrogate (not Unicode text: no UTF-8 store, Delta
+    included, takes it) raises :class:`UnstageableRow`."""
+    if text.isascii():
+        return len(text)
+    try:
+        return len(text.encode("utf-16-le")) // 2
+    except UnicodeEncodeError as exc:
+        raise UnstageableRow(f"text with a lone UTF-16 surrogate at character {exc.start}") from None
+
+
+def _value_size(value: Any) -> int:
+    """Bytes of one property value as Azure counts them (strings in UTF-16)."""
+    if isinstance(value, EntityProperty):
+        return 8 if value.edm_type in (EdmType.INT64, EdmType.DOUBLE, EdmType.DATETIME) else 4
+    if isinstance(value, str):
+        return 4 + 2 * _utf16_units(value)
+    if isinstance(value, bool):
+        return 1
+    return 8  # datetime, float
+
+
+def entity_size(entity: Mapping[str, Any], *, spec: TableSpec | None = None) -> int:
+    """An entity's size by Azure's formula: 4 bytes, the keys in UTF-16, and per property 8 bytes,
+    its name in UTF-16 and its value. With ``spec``, a string property over 64 KiB raises
+    :class:`UnstageableRow`."""
+    size = 4 + 2 * (_utf16_units(entity["PartitionKey"]) + _utf16_units(entity["RowKey"]))
+    for name, value in entity.items():
+        if name in ("PartitionKey", "RowKey"):
+            continue
+        value_size = _value_size(value)
+        if spec is not None and value_size - 4 > MAX_PROPERTY_BYTES and isinstance(value, str):
+            raise UnstageableRow(
+                f"{spec.name}.{name} holds {(value_size - 4) // 2} UTF-16 units; a Table property "
+                f"holds {MAX_PROPERTY_BYTES // 2}"
+            )
+        size += 8 + 2 * _utf16_units(name) + value_size
+    return size
+
+
+def request_size(entity: Mapping[str, Any]) -> int:
+    """Bytes of the entity's JSON as the Tables SDK sends it (every non-ASCII UTF-16 unit escaped
+    to six bytes; typed values annotated), rounded up."""
+    plain: dict[str, Any] = {}
+    annotations = 0
+    for name, value in entity.items():
+        if isinstance(value, EntityProperty):
+            plain[name] = str(value.value)
+        elif isinstance(value, datetime):
+            plain[name] = value.isoformat()
+        else:
+            plain[name] = value
+            continue
+        annotations += len(name) + _TYPE_ANNOTATION
+    return len(json.dumps(plain)) + annotations
+
+
+def check_entity(spec: TableSpec, entity: Mapping[str, Any]) -> int:
+    """The entity's request size; raises :class:`UnstageableRow` over the Table limits: the size
+    by Azure's formula (UTF-16) and the size of the request that carries it (the emulator, like
+    the service, refuses an entity's request over 1 MiB) must each stay within 1 MiB."""
+    if len(entity) - 2 + _ORIGIN_PROPERTIES > MAX_PROPERTIES:
+        needed = len(entity) - 2
+        raise UnstageableRow(f"{spec.name} row needs {needed} properties; an entity holds {MAX_PROPERTIES}")
+    size = entity_size(entity, spec=spec) + _ORIGIN_ROOM
+    if size > MAX_ENTITY_BYTES:
+        raise UnstageableRow(f"{spec.name} row of {size} bytes exceeds a Table entity's {MAX_ENTITY_BYTES}")
+    request = request_size(entity) + _ORIGIN_ROOM
+    if request > MAX_ENTITY_BYTES:
+        raise UnstageableRow(f"{spec.name} row's request of {request} bytes exceeds {MAX_ENTITY_BYTES}")
+    return request
+
+
+def _transactions(entities: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Entities of one partition in transactions within both limits (100 entities, 4 MiB)."""
+    batch: list[dict[str, Any]] = []
+    payload = 0
+    for entity in entities:
+        share = request_size(entity) + _OPERATION_OVERHEAD
+        if batch and (len(batch) == MAX_BATCH or payload + share > MAX_TRANSACTION_BYTES):
+            yield batch
+            batch, payload = [], 0
+        batch.append(entity)
+        payload += share
+    if batch:
+        yield batch
 
 
 def _encode(spec: TableSpec, column: str, value: Any) -> dict[str, Any]:
@@ -279,16 +423,16 @@ def _encode(spec: TableSpec, column: str, value: Any) -> dict[str, Any]:
         encoded: dict[str, Any] = {f"{column}{_CHUNK_COUNT}": len(parts)}
         encoded.update({f"{column}__{i}": part for i, part in enumerate(parts)})
         return encoded
-    if isinstance(value, str):
-        if len(value) > _MAX_PLAIN_UTF16 // 2 and _utf16_len(value) > _MAX_PLAIN_UTF16:
-            raise ValueError(f"{spec.name}.{column}: text too long for staging; declare it large_text")
-        return {column: value}
-    if isinstance(value, bool):
+    if isinstance(value, str | bool):
         return {column: value}
     if isinstance(value, int):
         edm = EdmType.INT64 if dtype == pl.Int64 else EdmType.INT32
         return {column: EntityProperty(value, edm)}
     if isinstance(value, datetime):
+        if not EARLIEST_DATETIME <= value <= LATEST_DATETIME:
+            raise UnstageableRow(
+                f"{spec.name}.{column}: {value.isoformat()} is outside what Azure Tables keep"
+            )
         return {column: value}
     if isinstance(value, date):
         return {column: value.isoformat()}

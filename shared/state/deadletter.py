@@ -28,7 +28,7 @@ from shared.redact import redact_text
 from shared.retry import Outcome, failed, ok
 from shared.state.sharding import partition_key, safe_row_key, shard_of
 
-INLINE_PAYLOAD_CHARS = 30_000  # a Table string property holds 32K UTF-16 characters
+INLINE_PAYLOAD_UNITS = 30_000  # a Table string property holds 32K UTF-16 code units
 UNRECORDED_PREFIX = "unrecorded/"  # records only the blob fallback could keep
 
 
@@ -42,6 +42,7 @@ class DeadLetterReason(StrEnum):
     INVALID = "invalid"  # the body is not a valid event
     PERMANENT = "permanent"  # a permanent error on the first or a later attempt
     EXHAUSTED = "exhausted"  # every retry failed
+    POISON = "poison"  # a body that failed its batch again and again, and alone once isolated
 
 
 def raw_body_id(stage: str, raw: str) -> str:
@@ -106,6 +107,10 @@ class DeadLetterFilter:
         return self.until is None or letter.created_at < self.until
 
 
+def _utf16_units(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-16-le", errors="surrogatepass")) // 2
+
+
 class DeadLetterStore:
     def __init__(self, table: TableClient, container: ContainerClient, *, shards: int) -> None:
         self._table = table
@@ -125,7 +130,7 @@ class DeadLetterStore:
         payload = letter.payload if isinstance(letter.payload, str) else json.dumps(letter.payload)
         entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": row, **self._fields(letter)}
         entity["created_at"] = letter.created_at
-        if len(payload) <= INLINE_PAYLOAD_CHARS:
+        if len(payload) <= INLINE_PAYLOAD_UNITS and _utf16_units(payload) <= INLINE_PAYLOAD_UNITS:
             entity["payload"] = payload
         else:
             entity["payload_blob"] = f"{row}.json"

@@ -27,6 +27,7 @@ from azure.core.exceptions import AzureError, ServiceRequestError, ServiceRespon
 
 from shared.errors import ClassifiedError, ErrorCategory, Failure, classify_http_status
 from shared.redact import redact_url
+from shared.transfer.encodings import SNIFF_BYTES, Decoder, check_not_markup, decoder_for
 from shared.transfer.filetypes import check_content_type, require_allowed_extension, stored_content_type
 from shared.transfer.http import get_following_redirects
 from shared.transfer.presigned import PresignedKind, parse_presigned
@@ -123,9 +124,16 @@ def _raise_first(tasks: set[asyncio.Task[None]]) -> None:
 
 
 def check_not_expired(url: str, now: datetime) -> None:
-    """An expired S3 presigned URL is PERMANENT (XACT cannot refresh it), decided without a request."""
+    """An expired S3 presigned URL is PERMANENT (XACT cannot refresh it), and so is any presigned
+    URL whose date or lifetime cannot be a valid window; decided without a request."""
     info = parse_presigned(url)
-    if info is not None and info.kind is PresignedKind.S3 and info.is_expired(now):
+    if info is None:
+        return
+    if info.out_of_range is not None:
+        raise _fail(
+            ErrorCategory.PERMANENT, f"presigned URL never valid: {info.out_of_range}: {redact_url(url)}"
+        )
+    if info.kind is PresignedKind.S3 and info.is_expired(now):
         raise _fail(ErrorCategory.PERMANENT, f"presigned URL expired at {info.expires_at}: {redact_url(url)}")
 
 
@@ -147,22 +155,34 @@ async def transfer_attachment(
     check_not_expired(request.url, now)
     extension = extension or require_allowed_extension(request.url)
     job = _Transfer(request, session, store, policy, settings, now, extension)
+    deadline = asyncio.timeout(settings.transfer_timeout_seconds)
     try:
-        async with asyncio.timeout(settings.transfer_timeout_seconds):
+        async with deadline:
             return await job.run()
     except ClassifiedError:
         raise
-    except TimeoutError:
-        raise _fail(
-            ErrorCategory.TRANSIENT,
-            f"transfer timed out after {settings.transfer_timeout_seconds} s: {redact_url(request.url)}",
-        ) from None
+    except TimeoutError as exc:
+        which = _which_timeout(exc, deadline.expired(), session.timeout, settings.transfer_timeout_seconds)
+        raise _fail(ErrorCategory.TRANSIENT, f"{which}: {redact_url(request.url)}") from None
     except (aiohttp.ClientError, ServiceRequestError, ServiceResponseError, ConnectionError) as exc:
         raise _fail(
             ErrorCategory.TRANSIENT, f"{type(exc).__name__}: {exc}; source {redact_url(request.url)}"
         ) from None
     except AzureError as exc:
         raise ClassifiedError(Failure.from_exception(exc)) from None
+
+
+def _which_timeout(
+    exc: BaseException, total_expired: bool, timeouts: aiohttp.ClientTimeout, total: float
+) -> str:
+    """Name the timeout that fired: connecting, waiting for data, or the whole transfer."""
+    if total_expired:
+        return f"transfer timed out: the total of {total:g} s ran out"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"connecting timed out after {timeouts.sock_connect or timeouts.connect or 0:g} s"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return f"reading timed out: no data for {timeouts.sock_read or 0:g} s"
+    return f"timed out ({type(exc).__name__})"
 
 
 class _Transfer:
@@ -190,13 +210,17 @@ class _Transfer:
 
     async def run(self) -> TransferResult:
         existing = await self.store.committed(self.path)
-        if existing is not None:
+        if existing is not None and existing.url_tag == self.url_tag:
+            # Committed earlier from this very source (its URL tag is on the file): reuse it.
             digest = existing.sha256
-            if digest is None and existing.source is not None:
-                # Ours, committed by a resumed attempt that stopped before recording its digest.
+            if digest is None:
+                # A resumed attempt committed it and stopped before recording its digest.
                 digest = await self.store.read_sha256(self.path, etag=existing.etag)
                 await self.store.record_sha256(self.path, digest, etag=existing.etag)
             return TransferResult(existing.size, existing.content_type, digest, 0, True)
+        # Nothing there, or a file from another source: download. The write-once commit then
+        # either creates the file or finds that one and accepts it only if it holds the same bytes
+        # (same SHA-256), so another file's bytes or digest are never recorded for this one.
         staged = await self.store.staged(self.path, url_tag=self.url_tag, block_size=self.block_size)
         if staged is not None:
             try:
@@ -229,9 +253,15 @@ class _Transfer:
             else:
                 category = classify_http_status(status) if status != 206 else ErrorCategory.TRANSIENT
                 raise _fail(category, f"HTTP {status} from {redact_url(fetched.url)}", status)
-            source = SourceVersion.from_headers(
-                self.url_tag, response.headers.get("ETag"), response.headers.get("Last-Modified")
-            )
+            decoder = decoder_for(response.headers.get("Content-Encoding"))
+            if decoder is None:
+                source = SourceVersion.from_headers(
+                    self.url_tag, response.headers.get("ETag"), response.headers.get("Last-Modified")
+                )
+            elif staged is not None:
+                raise _Restart  # a range of encoded bytes cannot continue a decoded prefix
+            else:
+                source = SourceVersion(self.url_tag)  # a decoded file is never resumed
             if staged is not None and source != staged.source:
                 raise _Restart
             content_type = response.headers.get("Content-Type")
@@ -243,7 +273,7 @@ class _Transfer:
             if total == 0:
                 raise _fail(ErrorCategory.TRANSIENT, f"empty body from {redact_url(fetched.url)}")
             stored_type = stored_content_type(content_type, self.extension)
-            return await self._stream(response, source, staged, start, total, stored_type)
+            return await self._stream(response, source, staged, start, total, stored_type, decoder)
 
     @staticmethod
     def _content_range(value: str | None) -> tuple[int, int | None]:
@@ -261,13 +291,17 @@ class _Transfer:
         start: int,
         total: int | None,
         content_type: str,
+        decoder: Decoder | None,
     ) -> TransferResult:
+        """Stream the answer into the store from ``start``; ``total`` is the answer's length on
+        the wire (encoded, if ``decoder``), the file is what the decoder makes of it."""
         hasher = _Digest() if start == 0 else None
         offsets: list[int] = list(staged.offsets) if staged is not None else []
         pending: set[asyncio.Task[None]] = set()
         buffer = bytearray()
         offset = start  # where the bytes in ``buffer`` begin
-        received = start
+        received = 0  # bytes of the answer (encoded, if it is)
+        written = start  # bytes of the file
 
         first = True
 
@@ -288,25 +322,43 @@ class _Transfer:
                 )
             )
 
+        sniffed = start > 0  # a resumed file's head was looked at when it was first staged
+
+        async def take(piece: bytes) -> None:
+            """One decoded piece of the file: into the buffer, out in blocks."""
+            nonlocal written, offset, sniffed
+            written += len(piece)
+            if written > self.max_bytes:
+                raise _fail(ErrorCategory.PERMANENT, f"file exceeds the {self.max_bytes}-byte limit")
+            buffer.extend(piece)
+            if not sniffed and len(buffer) >= SNIFF_BYTES:
+                check_not_markup(bytes(buffer[:SNIFF_BYTES]), self.extension)
+                sniffed = True
+            while len(buffer) >= self.block_size:
+                with memoryview(buffer) as view:
+                    block = bytes(view[: self.block_size])
+                del buffer[: self.block_size]
+                if hasher is not None:
+                    await hasher.feed(block)
+                await submit(offset, block)
+                offset += self.block_size
+
         try:
             async for chunk in response.content.iter_chunked(1024 * 1024):
                 received += len(chunk)
                 self.fetched += len(chunk)
-                if received > self.max_bytes:
-                    raise _fail(ErrorCategory.PERMANENT, f"file exceeds the {self.max_bytes}-byte limit")
-                buffer += chunk
-                while len(buffer) >= self.block_size:
-                    with memoryview(buffer) as view:
-                        block = bytes(view[: self.block_size])
-                    del buffer[: self.block_size]
-                    if hasher is not None:
-                        await hasher.feed(block)
-                    await submit(offset, block)
-                    offset += self.block_size
-            if received == 0:
+                for piece in decoder.feed(chunk) if decoder is not None else (chunk,):
+                    await take(piece)
+            if decoder is not None:
+                for piece in decoder.finish():
+                    await take(piece)
+            if total is not None and start + received != total:
+                got = start + received
+                raise _fail(ErrorCategory.TRANSIENT, f"length mismatch: received {got} of {total} bytes")
+            if written == 0:
                 raise _fail(ErrorCategory.TRANSIENT, f"empty body from {redact_url(self.request.url)}")
-            if total is not None and received != total:
-                raise _fail(ErrorCategory.TRANSIENT, f"length mismatch: received {received} of {total} bytes")
+            if not sniffed:
+                check_not_markup(bytes(buffer), self.extension)
             tail = bytes(buffer)
             buffer.clear()
             sha256 = None
@@ -333,12 +385,12 @@ class _Transfer:
                 _retrieve(done)
             raise
         result = await self.store.commit(
-            self.path, source=source, offsets=offsets, size=received, sha256=sha256, content_type=content_type
+            self.path, source=source, offsets=offsets, size=written, sha256=sha256, content_type=content_type
         )
         if result.created and sha256 is None:
             digest = await self.store.read_sha256(self.path, etag=result.file.etag)
             await self.store.record_sha256(self.path, digest, etag=result.file.etag)
-            return TransferResult(received, content_type, digest, start, False, self.fetched)
+            return TransferResult(written, content_type, digest, start, False, self.fetched)
         return self._result(result, start)
 
     def _result(self, result: CommitResult, start: int) -> TransferResult:

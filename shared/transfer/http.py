@@ -5,10 +5,16 @@ off, not even per request) and, when a :class:`UrlPolicy` is given, a policy gua
 the real URL. In simulation mode (never in production) a router then sends requests for the
 allowlisted hosts to the loopback simulator, keeping path, query and ``Host``; it runs after the
 checks, so validation always sees the URL the world would see.
+
+Names are resolved by :class:`PinnedResolver`: every address DNS returns is checked against the
+policy, and the connection goes to exactly the addresses it returned (a second lookup, which a
+rebinding DNS could answer differently, never happens between check and connect). TLS is still
+verified against the host name.
 """
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -17,6 +23,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from shared.config import ConfigError
@@ -119,6 +127,29 @@ def _host_headers_middleware(host_headers: Mapping[str, Mapping[str, str]]) -> C
     return middleware
 
 
+class PinnedResolver(AbstractResolver):
+    """Resolves a name, then refuses it if any address it resolves to is not allowed (private,
+    loopback, link-local, reserved: :meth:`UrlPolicy.address_allowed`). aiohttp connects to the
+    addresses returned here and caches them, so what was checked is what is connected to."""
+
+    def __init__(self, policy: UrlPolicy, dns: AbstractResolver | None = None) -> None:
+        self._policy = policy
+        self._dns = dns if dns is not None else DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        answers = await self._dns.resolve(host, port, family)
+        refused = [answer["host"] for answer in answers if not self._policy.address_allowed(answer["host"])]
+        if refused or not answers:
+            reason = f"resolves to {refused[0]}, not a public address" if refused else "resolves to nothing"
+            raise ClassifiedError(Failure.of(ErrorCategory.PERMANENT, f"host {host!r} {reason}"))
+        return answers
+
+    async def close(self) -> None:
+        await self._dns.close()
+
+
 def create_session(
     settings: Settings,
     *,
@@ -127,14 +158,20 @@ def create_session(
     limit: int = 100,
     limit_per_host: int = 10,
     host_headers: Mapping[str, Mapping[str, str]] | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    read_timeout: float = SOCK_READ_TIMEOUT_SECONDS,
+    dns: AbstractResolver | None = None,
 ) -> aiohttp.ClientSession:
-    """The HTTP client for outside sources: verified TLS, bounded pool, connect/read timeouts.
+    """The HTTP client for outside sources: verified TLS, resolved addresses checked and pinned,
+    bounded pool, connect and per-read timeouts.
 
-    ``router`` defaults to the settings' simulation router (``None`` outside simulation mode).
-    ``host_headers`` adds headers (credentials) to requests for exactly those hosts, decided on
-    the real URL of every request, so a redirect to another host never carries them.
-    The whole-transfer deadline is the caller's (``TRANSFER_TIMEOUT_SECONDS``); here only the
-    connect and per-read timeouts are set, so a long healthy stream is not cut.
+    ``router`` defaults to the settings' simulation router (``None`` outside simulation mode);
+    addresses are checked against ``policy`` (default: the settings'); ``dns`` is the resolver
+    asked first (the system's by default). ``host_headers`` adds headers (credentials) to
+    requests for exactly those hosts, decided on the real URL of every request, so a redirect to
+    another host never carries them. The whole-transfer deadline is the caller's
+    (``TRANSFER_TIMEOUT_SECONDS``); here only the connect and per-read timeouts are set, so a long
+    healthy stream is not cut.
     """
     if router is None:
         router = SimulationRouter.from_settings(settings)
@@ -145,14 +182,16 @@ def create_session(
         middlewares.append(_host_headers_middleware(host_headers))
     if router is not None:
         middlewares.append(_router_middleware(router))
+    resolver = PinnedResolver(policy if policy is not None else UrlPolicy.from_settings(settings), dns)
     connector = aiohttp.TCPConnector(
-        ssl=ssl.create_default_context(), limit=limit, limit_per_host=limit_per_host, ttl_dns_cache=60
+        ssl=ssl.create_default_context(),
+        limit=limit,
+        limit_per_host=limit_per_host,
+        ttl_dns_cache=60,
+        resolver=resolver,
     )
     timeout = aiohttp.ClientTimeout(
-        total=None,
-        connect=CONNECT_TIMEOUT_SECONDS,
-        sock_connect=CONNECT_TIMEOUT_SECONDS,
-        sock_read=SOCK_READ_TIMEOUT_SECONDS,
+        total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=read_timeout
     )
     return aiohttp.ClientSession(
         connector=connector,

@@ -1,16 +1,20 @@
 """Presigned URL expiry: S3 (``X-Amz-Date`` + ``X-Amz-Expires``) and ClaimX
 (``systemDate`` + ``expires``, both milliseconds).
 
-An expired S3 URL cannot be refreshed (XACT), so the transfer rejects it before any request.
+An expired S3 URL cannot be refreshed (XACT), so the transfer rejects it before any request, as
+it does a URL whose date or lifetime cannot be a valid window (overflowing, negative).
 Parameter names are matched case-insensitively; a URL with neither pair is not presigned.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from urllib.parse import parse_qsl, urlsplit
+
+_OVERFLOW = "X-Amz-Expires overflows the calendar"
 
 
 class PresignedKind(StrEnum):
@@ -20,12 +24,15 @@ class PresignedKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PresignedUrl:
-    """Signing time and expiry of a presigned URL; unparseable values leave them ``None``."""
+    """Signing time and expiry of a presigned URL; unparseable values leave them ``None``.
+    ``out_of_range`` says why the URL can never be valid: its date or lifetime overflows the
+    calendar, or its lifetime is negative."""
 
     kind: PresignedKind
     signed_at: datetime | None
     expires_at: datetime | None
     parse_error: str | None = None
+    out_of_range: str | None = None
 
     @property
     def ttl(self) -> timedelta | None:
@@ -64,18 +71,41 @@ def _parse_s3(date: str | None, expires: str | None) -> PresignedUrl:
         return PresignedUrl(PresignedKind.S3, None, None, "missing X-Amz-Date or X-Amz-Expires")
     try:
         signed = datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-        seconds = int(expires)
     except ValueError:
         return PresignedUrl(PresignedKind.S3, None, None, "unparseable X-Amz-Date or X-Amz-Expires")
-    return PresignedUrl(PresignedKind.S3, signed, signed + timedelta(seconds=seconds))
+    try:
+        seconds = int(expires)
+    except ValueError:
+        if expires.strip().lstrip("+-").isdigit():  # more digits than any integer Python parses
+            return PresignedUrl(PresignedKind.S3, signed, None, out_of_range=_OVERFLOW)
+        return PresignedUrl(PresignedKind.S3, None, None, "unparseable X-Amz-Date or X-Amz-Expires")
+    return _window(PresignedKind.S3, signed, lambda: timedelta(seconds=seconds), "X-Amz-Expires")
 
 
 def _parse_claimx(system_date: str | None, expires: str | None) -> PresignedUrl:
     if not system_date or not expires:
         return PresignedUrl(PresignedKind.CLAIMX, None, None, "missing systemDate or expires")
     try:
-        signed = datetime.fromtimestamp(int(system_date) / 1000, tz=UTC)
+        millis = int(system_date)
         ttl_ms = int(expires)
-    except (ValueError, OverflowError, OSError):
+    except ValueError:
         return PresignedUrl(PresignedKind.CLAIMX, None, None, "unparseable systemDate or expires")
-    return PresignedUrl(PresignedKind.CLAIMX, signed, signed + timedelta(milliseconds=ttl_ms))
+    try:
+        signed = datetime.fromtimestamp(millis / 1000, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return PresignedUrl(PresignedKind.CLAIMX, None, None, out_of_range="systemDate is out of range")
+    return _window(PresignedKind.CLAIMX, signed, lambda: timedelta(milliseconds=ttl_ms), "expires")
+
+
+def _window(
+    kind: PresignedKind, signed: datetime, lifetime: Callable[[], timedelta], name: str
+) -> PresignedUrl:
+    """``signed`` plus the lifetime, or why that cannot be a valid window."""
+    try:
+        span = lifetime()
+        expires_at = signed + span
+    except OverflowError:
+        return PresignedUrl(kind, signed, None, out_of_range=f"{name} overflows the calendar")
+    if span < timedelta(0):
+        return PresignedUrl(kind, signed, None, out_of_range=f"{name} is negative")
+    return PresignedUrl(kind, signed, expires_at)

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 META_SHA256 = "claimsflow_sha256"
 META_SIZE = "claimsflow_size"
 META_SOURCE = "claimsflow_source"
+META_URL_TAG = "claimsflow_url"
 BLOCK_ID_LENGTH = 64
 _VALIDATOR_MAX = BLOCK_ID_LENGTH - 12 - 8 - 1
 _PAD = "~"
@@ -53,6 +54,26 @@ _BLOCK_ID = re.compile(r"^(?P<offset>[0-9a-f]{12})(?P<tag>[0-9a-f]{8})(?P<kind>[
 PARTIAL_SUFFIX = ".partial"
 _BROKEN = -1
 READ_CHUNK = 4 * 1024 * 1024
+
+
+def checked_path(path: str) -> str:
+    """``path`` relative to the store's root, refused (PERMANENT) if it could name anything outside
+    it: an empty, ``.`` or ``..`` segment, a backslash or a control character. HTTP clients resolve
+    ``..`` in a URL before sending it, so such a name would write into another folder or container."""
+    stripped = path.strip("/")
+    segments = stripped.split("/")
+    if (
+        not stripped
+        or any(segment in ("", ".", "..") for segment in segments)
+        or "\\" in stripped
+        or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in stripped)
+    ):
+        raise ClassifiedError(
+            Failure.of(
+                ErrorCategory.PERMANENT, f"attachment path {path[:120]!r} would leave the attachments root"
+            )
+        )
+    return stripped
 
 
 def url_tag(url: str) -> str:
@@ -108,13 +129,15 @@ def parse_block_id(block_id: str) -> tuple[int, SourceVersion] | None:
 
 @dataclass(frozen=True, slots=True)
 class CommittedFile:
-    """A finished file and what it recorded about itself (``sha256`` may be unknown)."""
+    """A finished file and what it recorded about itself (``sha256`` may be unknown;
+    ``url_tag`` names the source URL it came from, :func:`url_tag`)."""
 
     size: int
     sha256: str | None
     content_type: str | None
     source: str | None
     etag: str | None = None
+    url_tag: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +202,12 @@ class AttachmentStore(Protocol):
 
 
 def _metadata(size: int, sha256: str | None, source: SourceVersion) -> dict[str, str]:
-    return {META_SHA256: sha256 or "", META_SIZE: str(size), META_SOURCE: source.version_tag}
+    return {
+        META_SHA256: sha256 or "",
+        META_SIZE: str(size),
+        META_SOURCE: source.version_tag,
+        META_URL_TAG: source.url_tag,
+    }
 
 
 def _committed_from(
@@ -192,6 +220,7 @@ def _committed_from(
         content_type=content_type,
         source=meta.get(META_SOURCE) or None,
         etag=etag,
+        url_tag=meta.get(META_URL_TAG) or None,
     )
 
 
@@ -253,7 +282,7 @@ class BlobAttachmentStore:
         return cls(service.get_container_client(location.container), location.path, owner=service)
 
     def name(self, path: str) -> str:
-        path = path.strip("/")
+        path = checked_path(path)
         return f"{self._prefix}/{path}" if self._prefix else path
 
     async def committed(self, path: str) -> CommittedFile | None:
@@ -402,7 +431,7 @@ class DataLakeAttachmentStore:
         return cls(service.get_file_system_client(location.container), location.path)
 
     def name(self, path: str) -> str:
-        path = path.strip("/")
+        path = checked_path(path)
         return f"{self._prefix}/{path}" if self._prefix else path
 
     def _partial(self, path: str) -> str:

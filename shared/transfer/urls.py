@@ -1,8 +1,10 @@
 """SSRF-safe URL validation for attachment sources (docs/architecture.md, section 7), applied
 to every redirect hop.
 
-No DNS resolution on purpose: resolving here and connecting later is open to rebinding, so the
-decision rests on the exact host name (allowlist) and on IP literals (always blocked ranges).
+No DNS resolution here on purpose: resolving here and connecting later is open to rebinding, so
+this decision rests on the exact host name (allowlist) and on IP literals (always blocked ranges).
+The addresses a name resolves to are checked where the connection is made, by the HTTP client's
+resolver (:class:`shared.transfer.http.PinnedResolver`), with :meth:`UrlPolicy.address_allowed`.
 """
 
 from __future__ import annotations
@@ -71,15 +73,46 @@ def _reject(reason: str, url: str) -> ClassifiedError:
     return ClassifiedError(Failure.of(ErrorCategory.PERMANENT, f"URL rejected: {reason}: {redact_url(url)}"))
 
 
-def blocked_ip(host: str) -> bool:
-    """True when ``host`` is an IP literal in a private, loopback, link-local, ULA or special range."""
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo client, NAT64), if any."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def blocked_address(host: str) -> bool:
+    """True unless ``host`` is an IP address on the public internet: private, loopback,
+    link-local, ULA, shared, documentation, multicast and reserved ranges are blocked, and so is
+    an IPv6 address that carries a blocked IPv4 one. Anything that is not an address is blocked."""
     try:
         address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
+        return True
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None and blocked_address(str(embedded)):
+            return True
+    if any(address in net for net in BLOCKED_NETWORKS if net.version == address.version):
+        return True
+    return not address.is_global
+
+
+def blocked_ip(host: str) -> bool:
+    """True when ``host`` is an IP literal in a private, loopback, link-local, ULA or special range."""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
         return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in net for net in BLOCKED_NETWORKS if net.version == address.version)
+    return blocked_address(host)
 
 
 def is_ip_literal(host: str) -> bool:
@@ -125,6 +158,18 @@ class UrlPolicy:
     @property
     def simulation_allowed(self) -> bool:
         return self.simulation and not self.production
+
+    def address_allowed(self, address: str) -> bool:
+        """May a connection go to this resolved address? Public ones only; loopback too in
+        simulation mode (development and test only)."""
+        if not blocked_address(address):
+            return True
+        if not self.simulation_allowed:
+            return False
+        try:
+            return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+        except ValueError:
+            return False
 
     def is_allowed(self, url: str) -> bool:
         try:

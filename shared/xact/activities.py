@@ -12,17 +12,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shared import metrics
 from shared.clock import utc_now
 from shared.domains import Domain
-from shared.errors import ClassifiedError, Failure
+from shared.errors import ClassifiedError, ErrorCategory, Failure
 from shared.ids import media_id
 from shared.lake.staging import Origin
 from shared.plugins.context import PluginContext, Stage
-from shared.redact import redact_url, strip_query
+from shared.redact import public_url, redact_url
 from shared.retry import Outcome, failed, ok
 from shared.state.deadletter import DeadLetter, DeadLetterReason, keep_in_blob, record_step
 from shared.state.replay import replay_generation
 from shared.transfer.attachment import AttachmentStatus, TransferRequest, transfer_attachment
 from shared.transfer.filetypes import require_allowed_extension
-from shared.xact.paths import attachment_target
+from shared.xact.paths import AttachmentTarget, UnsafeName, attachment_target, attachment_targets
 from shared.xact.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from shared.plugins.registry import PluginRegistry
     from shared.pool import IoPool
     from shared.state.deadletter import DeadLetterStore
+    from shared.state.dedup import DedupLatch
     from shared.transfer.stores import AttachmentStore
     from shared.transfer.urls import UrlPolicy
 
@@ -56,6 +57,8 @@ class ActivityServices(Protocol):
     def attachment_store(self) -> AttachmentStore: ...
     @property
     def pool(self) -> IoPool: ...
+    @property
+    def dedup(self) -> DedupLatch: ...
 
 
 TRANSFER_STAGE = "xact_transfer"
@@ -63,8 +66,10 @@ ENRICH_STAGE = "xact_enrich"
 
 
 def enrich(event: dict[str, Any], runtime: ActivityServices) -> Outcome:
-    """Plugins, then one download task per distinct valid attachment URL; invalid URLs get a
-    ``rejected`` row in ``xact_attachments_failed`` and no download (docs/architecture.md, section 7)."""
+    """Plugins, then one download task per distinct valid attachment URL, each with a safe path
+    of its own; a URL that is refused (policy, extension, malformed) or has no safe path gets a
+    ``rejected`` row in ``xact_attachments_failed`` and no download, and the event's other
+    attachments go on (docs/architecture.md, sections 6 and 7)."""
     run = runtime.plugins.run(
         PluginContext(
             domain=Domain.XACT,
@@ -80,25 +85,45 @@ def enrich(event: dict[str, Any], runtime: ActivityServices) -> Outcome:
             },
         )
     )
+    _mark_latch_done(event["trace_id"], runtime)
     if run.terminated:
         log.info("plugins ended the pipeline for this event", extra={"trace_id": event["trace_id"]})
         return ok({"downloads": [], "rejected": 0, "terminated": True, "reason": run.reason})
-    downloads: list[dict[str, Any]] = []
+    now = utc_now()
+    accepted: list[tuple[str, str]] = []  # (media id, url) of the distinct URLs that may be fetched
     rejected: list[dict[str, Any]] = []
     seen: set[str] = set()
-    now = utc_now()
     for url in event["attachments"]:
-        task = download_task(event, url)
-        if task["media_id"] in seen:
+        media = media_id(event["trace_id"], url)
+        if media in seen:
             continue
-        seen.add(task["media_id"])
+        seen.add(media)
         try:
             runtime.url_policy.check(url)
             require_allowed_extension(url)
         except ClassifiedError as exc:
-            rejected.append(failed_row(task, exc.failure, AttachmentStatus.REJECTED, retry_count=0, at=now))
+            rejected.append(_rejected_row(event, media, url, exc.failure, now))
             continue
-        downloads.append(task)
+        except Exception as exc:  # containment: a URL nobody foresaw rejects itself, not its event
+            failure = Failure.of(ErrorCategory.PERMANENT, f"URL cannot be checked ({type(exc).__name__})")
+            rejected.append(_rejected_row(event, media, url, failure, now))
+            continue
+        accepted.append((media, url))
+    targets = attachment_targets(
+        status_subtype=event["status_subtype"],
+        assignment_id=event["assignment_id"],
+        trace_id=event["trace_id"],
+        estimate_version=event["estimate_version"],
+        attachments=accepted,
+    )
+    downloads: list[dict[str, Any]] = []
+    for media, url in accepted:
+        target = targets[media]
+        if isinstance(target, UnsafeName):
+            failure = Failure.of(ErrorCategory.PERMANENT, f"no safe file path: {target}")
+            rejected.append(_rejected_row(event, media, url, failure, now))
+        else:
+            downloads.append(_task(event, media, url, target))
     if rejected:
         origin = Origin.from_dict(event.get("origin"))
         runtime.staging.stage_many(XACT_ATTACHMENTS_FAILED, rejected, origin=origin)
@@ -106,7 +131,19 @@ def enrich(event: dict[str, Any], runtime: ActivityServices) -> Outcome:
     return ok({"downloads": downloads, "rejected": len(rejected), "terminated": False})
 
 
+def _mark_latch_done(trace_id: str, runtime: ActivityServices) -> None:
+    """The event's orchestration runs: ingest's part is done, and its latch says so (best effort:
+    deliveries rely on the orchestration, the mark is for people reading the latch)."""
+    try:
+        runtime.dedup.mark_done(trace_id)
+    except Exception as exc:
+        log.warning("dedup latch not marked done: %s", type(exc).__name__, extra={"trace_id": trace_id})
+
+
 def download_task(event: dict[str, Any], url: str) -> dict[str, Any]:
+    """The download task of one attachment URL alone (raises :class:`UnsafeName`); an event's
+    tasks come from :func:`enrich`, where paths shared by several attachments are told apart."""
+    media = media_id(event["trace_id"], url)
     target = attachment_target(
         status_subtype=event["status_subtype"],
         assignment_id=event["assignment_id"],
@@ -114,9 +151,13 @@ def download_task(event: dict[str, Any], url: str) -> dict[str, Any]:
         estimate_version=event["estimate_version"],
         url=url,
     )
+    return _task(event, media, url, target)
+
+
+def _task(event: dict[str, Any], media: str, url: str, target: AttachmentTarget) -> dict[str, Any]:
     return {
         "trace_id": event["trace_id"],
-        "media_id": media_id(event["trace_id"], url),
+        "media_id": media,
         "attachment_url": url,
         "blob_path": target.blob_path,
         "file_name": target.file_name,
@@ -126,6 +167,13 @@ def download_task(event: dict[str, Any], url: str) -> dict[str, Any]:
         "event_date": event["event_date"],
         "origin": event.get("origin"),
     }
+
+
+def _rejected_row(
+    event: dict[str, Any], media: str, url: str, failure: Failure, at: datetime
+) -> dict[str, Any]:
+    task = {"media_id": media, "trace_id": event["trace_id"], "attachment_url": url}
+    return failed_row(task, failure, AttachmentStatus.REJECTED, retry_count=0, at=at)
 
 
 async def transfer(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
@@ -160,7 +208,7 @@ async def transfer(task: dict[str, Any], runtime: ActivityServices) -> Outcome:
     row = {
         "media_id": task["media_id"],
         "trace_id": task["trace_id"],
-        "attachment_url": strip_query(task["attachment_url"]),
+        "attachment_url": public_url(task["attachment_url"]),
         "blob_path": task["blob_path"],
         "file_type": task["file_type"],
         "status_subtype": task["status_subtype"],
@@ -263,7 +311,7 @@ def failed_row(
     return {
         "media_id": task["media_id"],
         "trace_id": task["trace_id"],
-        "attachment_url": strip_query(task["attachment_url"]),
+        "attachment_url": public_url(task["attachment_url"]),
         "status": status,
         "error_category": failure.category.value,
         "error_message": failure.message,

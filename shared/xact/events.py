@@ -1,7 +1,11 @@
 """XACT source events: parse and validate one Event Hub body (docs/architecture.md, section 2).
 
-A body that is not a JSON object of the right shape is :class:`InvalidBody` (dead-lettered with
-the raw text); a valid event without ``data.assignmentId`` is still an event, marked skipped.
+Nothing a body holds can make :func:`parse_xact_body` raise: a body that is not a JSON object of
+the right shape, or that nothing downstream could store (a date outside what Azure Tables keep,
+nesting deeper than any real event, bytes that are not UTF-8), is :class:`InvalidBody`, dead-
+lettered with its raw text. A value that cannot be stored as text (a lone UTF-16 surrogate that an
+escape in ``data`` spells) is refused when its row is encoded for staging. A valid event without
+``data.assignmentId`` is still an event, skipped.
 """
 
 from __future__ import annotations
@@ -17,9 +21,19 @@ from shared.ids import event_id as derive_event_id
 from shared.ids import status_subtype as derive_status_subtype
 
 SKIP_NO_ASSIGNMENT = "missing_assignment_id"
-# Event Hubs carries at most 1 MB; an Azure Table entity (staging) holds 1 MiB of UTF-16 text, so
-# the raw body kept in ``xact_events.raw_json`` must stay well under half a million characters.
-MAX_BODY_CHARS = 400_000
+# The largest body whose xact_events row always fits one Azure Table entity (1 MiB): raw_json and
+# the columns taken from it (description, note, ...) each hold at most the body's text. Stored, a
+# body byte costs at most 2 bytes by Azure's UTF-16 formula and at most 3 in the JSON request that
+# carries the entity (a two-byte UTF-8 character becomes a six-byte \uXXXX escape), so two copies
+# of 170,000 bytes take at most 1,020,000 and leave room for the other columns. Event Hubs carries
+# up to 1 MB; larger bodies are invalid (dead-lettered, payload in a blob).
+MAX_BODY_BYTES = 170_000
+MAX_TRACE_ID_CHARS = 256
+MAX_DEPTH = 32  # arrays and objects inside one another; real events use five
+# Azure Tables keep Edm.DateTime from 1601-01-01 to 9999-12-31 (UTC).
+EARLIEST = datetime(1601, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+BOM = b"\xef\xbb\xbf"
 
 
 class XactEnvelope(BaseModel):
@@ -30,7 +44,9 @@ class XactEnvelope(BaseModel):
     type: str = Field(min_length=1)
     version: int | str | None = None
     utc_date_time: datetime = Field(validation_alias=AliasChoices("utcDateTime", "utc_date_time"))
-    trace_id: str = Field(min_length=1, validation_alias=AliasChoices("traceId", "trace_id"))
+    trace_id: str = Field(
+        min_length=1, max_length=MAX_TRACE_ID_CHARS, validation_alias=AliasChoices("traceId", "trace_id")
+    )
     event_id: str | None = Field(None, validation_alias=AliasChoices("eventId", "event_id"))
     data: dict[str, Any] = Field(default_factory=dict)
 
@@ -40,7 +56,10 @@ class XactEnvelope(BaseModel):
         if value is None:
             return {}
         if isinstance(value, str):
-            value = json.loads(value) if value.strip() else {}
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except RecursionError:
+                raise ValueError(f"nested deeper than {MAX_DEPTH} levels") from None
         if not isinstance(value, dict):
             raise ValueError("data must be a JSON object or a string holding one")
         return value
@@ -48,7 +67,13 @@ class XactEnvelope(BaseModel):
     @field_validator("utc_date_time")
     @classmethod
     def _as_utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        try:
+            value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("out of range once converted to UTC") from None
+        if not EARLIEST <= value <= LATEST:
+            raise ValueError("outside 1601-01-01 .. 9999-12-31 UTC")
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +96,11 @@ class XactEvent:
 
     @property
     def assignment_id(self) -> str | None:
-        return _text(self.data.get("assignmentId"))
+        return text_of(self.data.get("assignmentId"))
 
     @property
     def estimate_version(self) -> str | None:
-        return _text(self.data.get("estimateVersion"))
+        return text_of(self.data.get("estimateVersion"))
 
     @property
     def event_date(self) -> date:
@@ -95,16 +120,51 @@ class InvalidBody:
 
 
 def parse_xact_body(body: bytes | str) -> XactEvent | InvalidBody:
-    """Parse one Event Hub body; never raises for bad input."""
-    raw = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
-    if len(raw) > MAX_BODY_CHARS:
-        return InvalidBody(raw=raw, reason=f"body of {len(raw)} characters exceeds {MAX_BODY_CHARS}")
+    """Parse one Event Hub body; never raises, whatever the body holds."""
+    decoded = decode_body(body)
+    if isinstance(decoded, InvalidBody):
+        return decoded
     try:
-        envelope = XactEnvelope.model_validate_json(raw)
+        return _parse(decoded)
     except ValidationError as exc:
-        return InvalidBody(raw=raw, reason=_describe(exc))
-    except ValueError as exc:
-        return InvalidBody(raw=raw, reason=f"not valid JSON: {exc}")
+        return InvalidBody(raw=decoded, reason=_describe(exc))
+    except RecursionError:
+        return InvalidBody(raw=decoded, reason=f"nested deeper than {MAX_DEPTH} levels")
+    except Exception as exc:  # containment: whatever else a body makes the parser raise is its own
+        return InvalidBody(raw=decoded, reason=f"cannot be read ({type(exc).__name__})")
+
+
+def decode_body(body: bytes | str) -> str | InvalidBody:
+    """The body as text: UTF-8, a leading BOM dropped, at most :data:`MAX_BODY_BYTES`. Text that
+    cannot be stored as UTF-8 is invalid; its dead letter keeps the bytes as escapes."""
+    if isinstance(body, str):
+        text = body.removeprefix("\ufeff")
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            return InvalidBody(_escaped(text), f"not Unicode text (lone surrogate at character {exc.start})")
+    else:
+        data = body.removeprefix(BOM)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raw = data.decode("utf-8", errors="backslashreplace")
+            return InvalidBody(raw, f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})")
+        size = len(data)
+    if size > MAX_BODY_BYTES:
+        return InvalidBody(text, f"body of {size} bytes exceeds {MAX_BODY_BYTES}")
+    return text
+
+
+def _escaped(text: str) -> str:
+    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+
+
+def _parse(raw: str) -> XactEvent | InvalidBody:
+    envelope = XactEnvelope.model_validate_json(raw)
+    # A cheap guard first: nesting this deep needs as many brackets.
+    if raw.count("{") + raw.count("[") > MAX_DEPTH and _too_deep(envelope):
+        return InvalidBody(raw=raw, reason=f"nested deeper than {MAX_DEPTH} levels")
     version = None if envelope.version is None else str(envelope.version)
     return XactEvent(
         trace_id=envelope.trace_id,
@@ -118,6 +178,24 @@ def parse_xact_body(body: bytes | str) -> XactEvent | InvalidBody:
     )
 
 
+def depth_of(value: Any) -> int:
+    """How deeply arrays and objects nest in ``value`` (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+    return deepest
+
+
+def _too_deep(envelope: XactEnvelope) -> bool:
+    return max(depth_of(envelope.data), depth_of(envelope.model_extra)) > MAX_DEPTH
+
+
 def attachment_urls(value: Any) -> tuple[str, ...]:
     """Non-empty string items of a list, in order; anything else means no attachments."""
     if not isinstance(value, list):
@@ -125,15 +203,16 @@ def attachment_urls(value: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in value if isinstance(item, str) and item.strip())
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
+def text_of(value: Any) -> str | None:
+    """A scalar as stripped text (``None`` when empty); objects and arrays are not text."""
+    if value is None or isinstance(value, (dict, list)):
         return None
     text = str(value).strip()
     return text or None
 
 
 def _describe(exc: ValidationError) -> str:
-    first = exc.errors()[0]
+    first = exc.errors(include_input=False, include_url=False)[0]
     if first["type"] in ("json_invalid", "json_type"):
         return f"not valid JSON: {first['msg']}"
     if first["type"] == "model_type":

@@ -1,29 +1,43 @@
-"""XACT ingest: one Event Hub batch → event rows staged, one orchestration per new event.
+"""XACT ingest: one Event Hub batch → event rows staged, one orchestration per new event
+(docs/architecture.md, sections 2 and 3).
 
-Every body ends counted as accepted, duplicate, skipped or invalid (``received`` is their sum).
-If storage fails, the latches this delivery took are released and the error propagates so the
-Event Hubs retry policy delivers the batch again; nothing is marked seen that was not started.
+Every body ends counted as exactly one of accepted, duplicate, skipped or invalid (``received`` is
+their sum). Containment: whatever belongs to one body (parsing, validation, dates, depth, sizes,
+the encoding of its row for staging) makes that body invalid, dead-lettered with its raw text;
+the others go on. Only storage failing fails the batch: the latches this delivery took are
+released and the error propagates, so the Event Hubs retry policy (unlimited, for outages)
+delivers the batch again.
+
+A batch that keeps failing for a reason that is not an outage holds a poison body we did not
+foresee. Each failure is counted per body in the state account (:class:`FailureLedger`); once a
+body has failed :data:`POISON_AFTER` times the batch is split in halves until the bodies that fail
+alone are found: they are dead-lettered with reason ``poison`` and the rest go on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from functools import partial
 from typing import Any, Protocol
 
-from shared import metrics
+from shared import clock, metrics
 from shared.domains import Domain
-from shared.errors import ErrorCategory
+from shared.errors import ErrorCategory, classify_exception, is_outage
+from shared.ids import event_id as derive_event_id
 from shared.ids import xact_instance_id
-from shared.lake.staging import Origin, StagingTable
+from shared.lake.staging import Origin, StagingTable, UnstageableRow
 from shared.pool import IoPool
+from shared.redact import redact_text
 from shared.state.deadletter import DeadLetter, DeadLetterReason, DeadLetterStore, raw_body_id
-from shared.state.dedup import Claim, DedupLatch
-from shared.xact.events import InvalidBody, XactEvent, parse_xact_body
+from shared.state.dedup import COMMIT_DELAY, Claim, DedupLatch
+from shared.state.failures import FailureLedger
+from shared.xact.events import InvalidBody, XactEvent, decode_body, parse_xact_body
 from shared.xact.orchestration import EVENT_ORCHESTRATOR
 from shared.xact.rows import event_row
 from shared.xact.tables import XACT_EVENTS
@@ -31,15 +45,22 @@ from shared.xact.tables import XACT_EVENTS
 log = logging.getLogger(__name__)
 
 INGEST_STAGE = "xact_ingest"
+POISON_AFTER = 3  # failures of a body's batch before the batch is split to find it
+OUTCOMES = ("received", "accepted", "duplicates", "skipped", "invalid")
 
 
 class OrchestrationStarter(Protocol):
     """Starts an orchestration unless an instance with that id exists; a finished one is run
-    again only when ``rerun_finished`` (the event is new again after the dedup TTL)."""
+    again only when ``rerun_finished`` (the event is new again after the dedup TTL). Idempotent:
+    a start by the same event (a concurrent one included) is success."""
 
     async def start_once(
         self, orchestrator: str, instance_id: str, payload: dict[str, Any], *, rerun_finished: bool = False
     ) -> bool: ...
+
+    async def exists(self, instance_id: str) -> bool:
+        """Whether an instance with this id exists, in any state."""
+        ...
 
 
 @dataclass(slots=True)
@@ -49,13 +70,25 @@ class IngestReport:
     duplicates: int = 0
     skipped: int = 0
     invalid: int = 0
+    poison: int = 0  # invalid bodies found by isolating a failing batch (counted in ``invalid`` too)
     started: list[str] = field(default_factory=list)
+
+    def add(self, other: IngestReport) -> None:
+        for name in (*OUTCOMES, "poison"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.started += other.started
 
 
 def orchestration_input(
-    event: XactEvent, retry_delays: Sequence[int], origin: Origin | None = None
+    event: XactEvent,
+    retry_delays: Sequence[int],
+    origin: Origin | None = None,
+    *,
+    event_date: date | None = None,
 ) -> dict[str, Any]:
-    """The event orchestration's input: small, JSON-only, everything replay needs."""
+    """The event orchestration's input: small, JSON-only, everything replay needs. It keeps the
+    full attachment URLs (the transfer needs their signatures), so it lives in the state account
+    only; ``event_date`` is the partition fixed when the event was first seen (default: its own)."""
     return {
         "origin": origin.to_dict() if origin else None,
         "trace_id": event.trace_id,
@@ -64,10 +97,23 @@ def orchestration_input(
         "assignment_id": event.assignment_id,
         "estimate_version": event.estimate_version,
         "attachments": list(event.attachments),
-        "event_date": event.event_date.isoformat(),
+        "event_date": (event_date or event.event_date).isoformat(),
         "occurred_at": event.occurred_at.isoformat(),
         "retry_delays": list(retry_delays),
     }
+
+
+def body_digest(body: bytes | str) -> str:
+    data = body if isinstance(body, bytes) else body.encode("utf-8", errors="surrogatepass")
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A valid event whose row is encoded and checked, waiting for its latch."""
+
+    event: XactEvent
+    entity: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -75,22 +121,55 @@ class XactIngestor:
     latch: DedupLatch
     staging: StagingTable
     dead_letters: DeadLetterStore
+    failures: FailureLedger
     starter: OrchestrationStarter
     retry_delays: Sequence[int]
     now: Callable[[], datetime]
     pool: IoPool
+    sleep: Callable[[float], Awaitable[None]] = clock.sleep
 
     async def ingest(
         self, bodies: Sequence[bytes | str], *, enqueued_at: datetime | None = None
     ) -> IngestReport:
-        """``enqueued_at``: the batch's earliest Event Hub enqueue time (freshness is measured from
+        """Process one delivered batch; raises only when storage fails (or a poison body cannot
+        be isolated from the rest: then nothing is lost, the batch is delivered again).
+        ``enqueued_at``: the batch's earliest Event Hub enqueue time (freshness is measured from
         it, so a row is never reported fresher than it is)."""
-        report = IngestReport(received=len(bodies))
         origin = Origin(enqueued_at or self.now(), time.time())
-        candidates: list[XactEvent] = []
-        skipped: list[XactEvent] = []
+        try:
+            report = await self._ingest(bodies, origin)
+        except Exception as exc:
+            if is_outage(exc) or not bodies:
+                raise
+            digests = [body_digest(body) for body in bodies]
+            counts = await self.pool.run(self.failures.record, digests, _summary(exc))
+            if max(counts) < POISON_AFTER:
+                raise
+            log.warning(
+                "xact batch failed %d times; isolating the bodies that fail alone",
+                max(counts),
+                extra={"stage": INGEST_STAGE, "bodies": len(bodies)},
+            )
+            report, poison = await self._isolate(bodies, origin)
+            # the poison bodies keep their counts: a redelivery isolates them at its first failure
+            cleared = [digest for digest in digests if digest not in {body_digest(b) for b in poison}]
+            await self.pool.run(self.failures.forget, cleared)
+        # Done marks of earlier deliveries that no claim carried out yet (quiet partitions). They
+        # are an optimisation: the batch went through even if they cannot be written now.
+        try:
+            await self.pool.run(partial(self.latch.flush_commits, older_than=COMMIT_DELAY))
+        except Exception as exc:
+            log.warning("dedup done marks stay queued: %s", _summary(exc), extra={"stage": INGEST_STAGE})
+        return report
+
+    # -- one batch -----------------------------------------------------------------------------
+
+    async def _ingest(self, bodies: Sequence[bytes | str], origin: Origin) -> IngestReport:
+        report = IngestReport(received=len(bodies))
+        prepared: list[_Prepared] = []
         invalid: list[InvalidBody] = []
         in_batch: set[str] = set()
+        created_at = self.now()
         for body in bodies:
             parsed = parse_xact_body(body)
             if isinstance(parsed, InvalidBody):
@@ -99,62 +178,90 @@ class XactIngestor:
                 report.duplicates += 1
             else:
                 in_batch.add(parsed.trace_id)
-                (skipped if parsed.skip_reason else candidates).append(parsed)
+                ready = self._prepare(parsed, created_at)
+                if isinstance(ready, InvalidBody):
+                    invalid.append(ready)
+                else:
+                    prepared.append(ready)
         report.invalid = len(invalid)
-        report.skipped = len(skipped)
-
         if invalid:
-            letters = [self._invalid_letter(body) for body in invalid]
+            letters = [self._letter(body, DeadLetterReason.INVALID, body.reason) for body in invalid]
             await self.pool.run(self.pool.map, self.dead_letters.record, letters)
 
-        claims = await self._claim_all(candidates)
+        if prepared:
+            await self._claim_and_process(prepared, report, created_at, origin)
+        _count(report)
+        return report
+
+    def _prepare(self, event: XactEvent, created_at: datetime) -> _Prepared | InvalidBody:
+        """Build and encode the event's row now, so a row no Table entity can hold makes the body
+        invalid before any latch is taken or anything is written."""
         try:
-            claimed = [(event, claim) for event, claim in zip(candidates, claims, strict=True) if claim]
-            report.duplicates += len(candidates) - len(claimed)
-            created_at = self.now()
-            rows = [event_row(event, created_at=created_at) for event in skipped]
-            rows += [event_row(event, created_at=created_at) for event, _ in claimed]
-            if rows:
-                await self.pool.run(lambda: self.staging.stage_many(XACT_EVENTS, rows, origin=origin))
+            return _Prepared(event, self.staging.encode(XACT_EVENTS, event_row(event, created_at=created_at)))
+        except UnstageableRow as exc:
+            return InvalidBody(raw=event.raw, reason=f"cannot be staged: {exc}")
+        except Exception as exc:  # containment: anything else this one event raises is its own
+            return InvalidBody(raw=event.raw, reason=f"cannot be staged ({type(exc).__name__})")
+
+    async def _claim_and_process(
+        self, items: Sequence[_Prepared], report: IngestReport, created_at: datetime, origin: Origin
+    ) -> None:
+        """Claim every key (waiting out other deliveries' leases), stage and start what was claimed."""
+        keys = [item.event.trace_id for item in items]
+        dates = [item.event.event_date for item in items]
+        skipped = {item.event.trace_id for item in items if item.event.skip_reason}
+
+        async def started_already(trace_id: str) -> bool:
+            if trace_id in skipped:  # no orchestration to look at: wait for the latch
+                return False
+            return await self.starter.exists(xact_instance_id(derive_event_id(trace_id)))
+
+        results = await self.latch.claim_settled(keys, dates, sleep=self.sleep, settled=started_already)
+        claimed = [(item, claim) for item, claim in zip(items, results, strict=True) if claim is not None]
+        report.duplicates += len(items) - len(claimed)
+        try:
+            entities = [self._entity_for(item, claim, created_at) for item, claim in claimed]
+            # one transaction for the batch's rows (insert-only rows may share a partition)
+            stage = partial(self.staging.stage_entities, XACT_EVENTS, entities, together=True, origin=origin)
+            await self.pool.run(stage)
+            to_start = [(item.event, claim) for item, claim in claimed if not item.event.skip_reason]
             started = await asyncio.gather(
                 *(
                     self.starter.start_once(
                         EVENT_ORCHESTRATOR,
                         xact_instance_id(event.event_id),
-                        orchestration_input(event, self.retry_delays, origin),
+                        orchestration_input(event, self.retry_delays, origin, event_date=claim.first_date),
                         rerun_finished=claim.expired,
                     )
-                    for event, claim in claimed
+                    for event, claim in to_start
                 )
             )
-            await self.pool.run(self.latch.commit_many, [claim for _, claim in claimed])
+            # a started event's orchestration is the proof of its work; a skipped one needs a mark
+            self.latch.remember([claim for item, claim in claimed if not item.event.skip_reason])
+            await self.pool.run(
+                self.latch.commit_many, [claim for item, claim in claimed if item.event.skip_reason]
+            )
         except BaseException:
-            await self._release([claim for claim in claims if claim])
+            await self._release([claim for _, claim in claimed])
             raise
-        report.accepted = len(claimed)
-        report.started = [
-            xact_instance_id(event.event_id) for (event, _), new in zip(claimed, started, strict=True) if new
+        report.accepted += len(to_start)
+        report.skipped += len(claimed) - len(to_start)
+        report.started += [
+            xact_instance_id(event.event_id) for (event, _), new in zip(to_start, started, strict=True) if new
         ]
-        domain = Domain.XACT.value
-        for outcome, count in (
-            ("accepted", report.accepted),
-            ("duplicate", report.duplicates),
-            ("skipped", report.skipped),
-            ("invalid", report.invalid),
-        ):
-            metrics.EVENTS.add(count, domain=domain, outcome=outcome)
-        metrics.DEDUP_HITS.add(report.duplicates, domain=domain)
-        for event in skipped:
+        for event in (item.event for item, _ in claimed if item.event.skip_reason):
             log.info(
                 "xact event skipped",
                 extra={"trace_id": event.trace_id, "reason": event.skip_reason, "stage": INGEST_STAGE},
             )
-        return report
 
-    async def _claim_all(self, events: Sequence[XactEvent]) -> list[Claim | None]:
-        """Claim every key, all or nothing (the latch gives back what it took if a call fails)."""
-        keys = [event.trace_id for event in events]
-        return await self.pool.run(self.latch.claim_many, keys)
+    def _entity_for(self, item: _Prepared, claim: Claim, created_at: datetime) -> dict[str, Any]:
+        """The prepared entity, unless the key was first seen on another date: then its row goes
+        to that first partition, so a redelivery never makes a second row."""
+        if claim.first_date == item.event.event_date:
+            return item.entity
+        row = event_row(item.event, created_at=created_at, event_date=claim.first_date)
+        return self.staging.encode(XACT_EVENTS, row)
 
     async def _release(self, claims: Sequence[Claim]) -> None:
         outcomes = await asyncio.gather(
@@ -163,17 +270,91 @@ class XactIngestor:
         )
         failed = sum(isinstance(o, BaseException) for o in outcomes)
         if failed:
-            log.warning("could not release %d dedup latches; they stay pending and are reclaimed", failed)
+            log.warning(
+                "could not release %d dedup latches; they are reclaimed when their lease ends", failed
+            )
 
-    def _invalid_letter(self, body: InvalidBody) -> DeadLetter:
+    # -- poison --------------------------------------------------------------------------------
+
+    async def _isolate(
+        self, bodies: Sequence[bytes | str], origin: Origin
+    ) -> tuple[IngestReport, list[bytes | str]]:
+        """Split the batch until the bodies that fail alone are found; dead-letter those as
+        ``poison`` and process the rest. If every body fails alone, the fault is not one body's:
+        the batch fails (it is delivered again; nothing is lost)."""
+        report = IngestReport()
+        poison: list[tuple[bytes | str, BaseException]] = []
+
+        async def run(part: Sequence[bytes | str]) -> None:
+            try:
+                report.add(await self._ingest(part, origin))
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                if len(part) == 1:
+                    poison.append((part[0], exc))
+                    return
+                middle = len(part) // 2
+                await run(part[:middle])
+                await run(part[middle:])
+
+        middle = len(bodies) // 2
+        if middle:
+            await run(bodies[:middle])
+        await run(bodies[middle:])
+        if len(poison) == len(bodies) > 1:
+            raise poison[0][1]
+        letters = [self._poison_letter(body, exc) for body, exc in poison]
+        if letters:
+            await self.pool.run(self.pool.map, self.dead_letters.record, letters)
+        report.received += len(poison)
+        report.invalid += len(poison)
+        report.poison = len(poison)
+        metrics.EVENTS.add(len(poison), domain=Domain.XACT.value, outcome="invalid")
+        return report, [body for body, _ in poison]
+
+    def _poison_letter(self, body: bytes | str, exc: BaseException) -> DeadLetter:
+        decoded = decode_body(body)
+        raw = decoded.raw if isinstance(decoded, InvalidBody) else decoded
+        return self._letter(
+            InvalidBody(raw, ""),
+            DeadLetterReason.POISON,
+            f"its batch failed {POISON_AFTER} times and it fails alone: {_summary(exc)}",
+            category=classify_exception(exc),
+        )
+
+    def _letter(
+        self,
+        body: InvalidBody,
+        reason: DeadLetterReason,
+        error: str,
+        *,
+        category: ErrorCategory = ErrorCategory.PERMANENT,
+    ) -> DeadLetter:
         return DeadLetter(
             id=raw_body_id(INGEST_STAGE, body.raw),
             domain=Domain.XACT,
             stage=INGEST_STAGE,
-            reason=DeadLetterReason.INVALID,
-            category=ErrorCategory.PERMANENT.value,
-            error=body.reason,
+            reason=reason,
+            category=category.value,
+            error=error,
             retry_count=0,
             payload=body.raw,
             created_at=self.now(),
         )
+
+
+def _count(report: IngestReport) -> None:
+    domain = Domain.XACT.value
+    for outcome, count in (
+        ("accepted", report.accepted),
+        ("duplicate", report.duplicates),
+        ("skipped", report.skipped),
+        ("invalid", report.invalid),
+    ):
+        metrics.EVENTS.add(count, domain=domain, outcome=outcome)
+    metrics.DEDUP_HITS.add(report.duplicates, domain=domain)
+
+
+def _summary(exc: BaseException) -> str:
+    return redact_text(f"{type(exc).__name__}: {exc}")[:300]

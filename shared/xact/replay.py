@@ -20,6 +20,7 @@ from shared.lake.staging import StagingTable
 from shared.pool import IoPool
 from shared.state.deadletter import DeadLetterStore
 from shared.state.dedup import DedupLatch
+from shared.state.failures import FailureLedger
 from shared.state.replay import ReplayRequest, ReplayStart, replay_instance_id, replay_marker
 from shared.xact.activities import ENRICH_STAGE, TRANSFER_STAGE
 from shared.xact.ingest import INGEST_STAGE, OrchestrationStarter, XactIngestor
@@ -35,6 +36,8 @@ class ReplayServices(Protocol):
     def staging(self) -> StagingTable: ...
     @property
     def dead_letters(self) -> DeadLetterStore: ...
+    @property
+    def ingest_failures(self) -> FailureLedger: ...
     @property
     def pool(self) -> IoPool: ...
 
@@ -75,6 +78,7 @@ async def replay_ingest(
         latch=services.dedup,
         staging=services.staging,
         dead_letters=services.dead_letters,
+        failures=services.ingest_failures,
         starter=starter,
         retry_delays=request.retry_delays,
         now=lambda: request.now,

@@ -1,12 +1,14 @@
 """Rows for the XACT Delta tables (docs/architecture.md, section 8), built from validated events
-and outcomes."""
+and outcomes. No secret reaches a row: ``raw_json`` and ``attachments`` keep every URL with its
+signature values replaced by ``REDACTED`` (docs/architecture.md, section 7)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from shared.xact.events import XactEvent
+from shared.redact import redact_json_text, redact_text, redact_url
+from shared.xact.events import XactEvent, text_of
 
 _DATA_COLUMNS: tuple[tuple[str, str], ...] = (
     ("description", "description"),
@@ -34,23 +36,24 @@ _NESTED_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def event_row(event: XactEvent, *, created_at: datetime) -> dict[str, Any]:
-    """The ``xact_events`` row: every valid event, including those skipped downstream."""
+def event_row(event: XactEvent, *, created_at: datetime, event_date: date | None = None) -> dict[str, Any]:
+    """The ``xact_events`` row: every valid event, including those skipped downstream.
+    ``event_date`` (the partition) is the one fixed when the event was first seen, if given."""
     row: dict[str, Any] = {
         "type": event.type,
         "status_subtype": event.status_subtype,
         "version": event.version,
         "ingested_at": event.occurred_at,
-        "event_date": event.event_date,
+        "event_date": event_date or event.event_date,
         "trace_id": event.trace_id,
         "event_id": event.event_id,
     }
     for column, key in _DATA_COLUMNS:
-        row[column] = _text(event.data.get(key))
-    row["attachments"] = ",".join(event.attachments) or None
+        row[column] = redact_text_value(event.data.get(key))
+    row["attachments"] = ",".join(redact_url(url) for url in event.attachments) or None
     for column, path in _NESTED_COLUMNS:
-        row[column] = _text(_dig(event.data, path))
-    row["raw_json"] = event.raw
+        row[column] = redact_text_value(_dig(event.data, path))
+    row["raw_json"] = redact_json_text(event.raw)
     row["created_at"] = created_at
     row["created_date"] = created_at.date()
     return row
@@ -65,8 +68,7 @@ def _dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
     return value
 
 
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, (dict, list)):
-        return None
-    text = str(value).strip()
-    return text or None
+def redact_text_value(value: Any) -> str | None:
+    """A data field as column text, secrets (a URL in a note, a password) replaced."""
+    text = text_of(value)
+    return None if text is None else redact_text(text)

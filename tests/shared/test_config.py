@@ -34,10 +34,26 @@ def test_missing_state_storage_fails_fast() -> None:
         Settings()
 
 
-@pytest.mark.parametrize("environment", ["production", "prod-eu", "LIVE"])
-def test_simulation_refused_in_production(environment: str) -> None:
+def test_simulation_refused_in_production() -> None:
     with pytest.raises(ValueError, match="refused"):
+        Settings(**BASE, ENVIRONMENT="production", SIMULATION_MODE="true")
+
+
+@pytest.mark.parametrize("environment", ["prd", "uat", "prod-eu", "LIVE", "Production", "staging", "bench"])
+def test_unknown_environment_refused_at_start(environment: str) -> None:
+    """A look-alike is refused rather than guessed: ``prd`` with simulation on let loopback through."""
+    with pytest.raises(ValueError, match="ENVIRONMENT must be one of development, test, production"):
+        Settings(**BASE, ENVIRONMENT=environment)
+    with pytest.raises(ValueError, match="ENVIRONMENT must be one of"):
         Settings(**BASE, ENVIRONMENT=environment, SIMULATION_MODE="true")
+
+
+@pytest.mark.parametrize("environment", ["development", "test"])
+def test_simulation_runs_in_development_and_test(environment: str) -> None:
+    settings = Settings(
+        **BASE, ENVIRONMENT=environment, SIMULATION_MODE="true", SIMULATOR_URL="http://127.0.0.1:9"
+    )
+    assert settings.simulation_mode and not settings.is_production
 
 
 def test_non_positive_delay_rejected() -> None:

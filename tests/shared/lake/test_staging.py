@@ -8,7 +8,7 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from claimsflow.azurite import Azurite
-from shared.lake.staging import StagingTable
+from shared.lake.staging import StagingTable, UnstageableRow, entity_size, request_size
 from shared.lake.tables import TableSpec, WriteMode
 from shared.pool import IoPool
 from shared.state.sharding import safe_row_key, shard_of
@@ -165,3 +165,54 @@ def test_delete_only_if_unchanged(staging: StagingTable) -> None:
     assert list(by_key(staging, spec)) == ["m7"]
     assert staging.delete_if_unchanged(staging.read(spec, 10)) == 1
     assert staging.count(spec) == 0
+
+
+def test_insert_only_rows_may_be_staged_together_in_one_partition(staging: StagingTable) -> None:
+    """A batch of insert-only rows goes in one transaction; a key staged again in another batch
+    may land in another partition, and both copies are read (the flush folds them)."""
+    rows = [{"trace_id": f"tog-{i}", "event_date": date(2026, 1, 1), "type": "x"} for i in range(30)]
+    entities = [staging.encode(XACT_EVENTS, row) for row in rows]
+    assert len({e["PartitionKey"] for e in entities}) > 1  # by key, they would spread
+    assert staging.stage_entities(XACT_EVENTS, entities, together=True) == 30
+    staged = staging.read(XACT_EVENTS, 100)
+    assert len({row.partition_key for row in staged}) == 1
+    again = [staging.encode(XACT_EVENTS, {**rows[5], "type": "y"})]
+    staging.stage_entities(XACT_EVENTS, again, together=True)
+    copies = [row for row in staging.read(XACT_EVENTS, 100) if row.key == "tog-5"]
+    assert len(copies) == 2 and {row.values["type"] for row in copies} == {"x", "y"}
+    with pytest.raises(ValueError, match="only insert-only rows"):
+        staging.stage_entities(
+            XACT_ATTACHMENTS_FAILED,
+            [staging.encode(XACT_ATTACHMENTS_FAILED, {"media_id": "m"})],
+            together=True,
+        )
+
+
+@pytest.mark.unit
+def test_rows_over_the_table_limits_are_refused_before_any_request(io_pool: IoPool) -> None:
+    offline = StagingTable(
+        TableServiceClient.from_connection_string("UseDevelopmentStorage=true"), io_pool, "x"
+    )
+    day = date(2026, 1, 1)
+    with pytest.raises(UnstageableRow, match="author holds 40000 UTF-16 units"):
+        offline.encode(XACT_EVENTS, {"trace_id": "t", "event_date": day, "author": "a" * 40_000})
+    with pytest.raises(UnstageableRow, match="exceeds a Table entity"):
+        offline.encode(XACT_EVENTS, {"trace_id": "t", "event_date": day, "raw_json": "😀" * 300_000})
+    with pytest.raises(UnstageableRow, match="row's request of"):  # the JSON escapes every é
+        offline.encode(XACT_EVENTS, {"trace_id": "t", "event_date": day, "raw_json": "é" * 200_000})
+    with pytest.raises(UnstageableRow, match="outside what Azure Tables keep"):
+        offline.encode(XACT_EVENTS, {"trace_id": "t", "event_date": day, "created_at": datetime(1500, 1, 1)})
+    with pytest.raises(UnstageableRow, match="does not fit"):
+        offline.encode(XACT_ATTACHMENTS_FAILED, {"media_id": "m", "http_status": 2**40})
+    fits = offline.encode(XACT_EVENTS, {"trace_id": "t", "event_date": day, "raw_json": "é" * 170_000})
+    assert entity_size(fits) <= 1024 * 1024 and request_size(fits) <= 1024 * 1024
+
+
+def test_transactions_are_cut_at_four_mebibytes(staging: StagingTable) -> None:
+    """Ten rows of ~900 KiB of JSON each cannot share one 4 MiB transaction."""
+    rows = [
+        {"trace_id": f"big-{i}", "event_date": date(2026, 1, 1), "raw_json": "é" * 150_000} for i in range(10)
+    ]
+    entities = [staging.encode(XACT_EVENTS, row) for row in rows]
+    assert staging.stage_entities(XACT_EVENTS, entities, together=True) == 10
+    assert {row.key for row in staging.read(XACT_EVENTS, 100)} == {f"big-{i}" for i in range(10)}

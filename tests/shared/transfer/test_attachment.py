@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
 import hashlib
-from collections.abc import AsyncIterator, Callable, Sequence
+import socket
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import brotli
 import pytest
+from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from claimsflow.simulator import AttachmentSimulator, expected_bytes
 from shared.config import Settings
 from shared.errors import ClassifiedError, ErrorCategory
 from shared.storage import LakeLocation, StorageFactory
 from shared.transfer.attachment import TransferRequest, TransferResult, transfer_attachment
-from shared.transfer.http import create_session
-from shared.transfer.stores import BlobAttachmentStore, CommitResult, SourceVersion
+from shared.transfer.http import PinnedResolver, create_session
+from shared.transfer.stores import BlobAttachmentStore, CommitResult, SourceVersion, url_tag
 from shared.transfer.urls import UrlPolicy
 
 pytestmark = pytest.mark.azurite
@@ -362,13 +369,30 @@ async def test_commit_race_with_same_bytes_is_success(make_settings: Any, size: 
 
 
 async def test_rewrite_of_existing_file_with_other_content_is_refused(make_settings: Any) -> None:
-    """An existing file is reported, never replaced, even when the new source differs."""
+    """A file already at the path is reused only when it came from the same source. Another
+    source's file is never replaced, and its size and digest are never reported for this one:
+    the transfer downloads, finds other bytes at the path, and fails PERMANENT."""
     async with harness(make_settings) as h:
-        await h.transfer(f"https://{S3}/one/a.pdf?size=100", "x/a.pdf")
-        result = await h.transfer(f"https://{S3}/two/a.pdf?size=200", "x/a.pdf")
-        assert result.already_present and result.bytes_written == 100
+        first = await h.transfer(f"https://{S3}/one/a.pdf?size=100", "x/a.pdf")
+        with pytest.raises(ClassifiedError) as caught:
+            await h.transfer(f"https://{S3}/two/a.pdf?size=200", "x/a.pdf")
+        assert caught.value.failure.category is ErrorCategory.PERMANENT
+        assert "already exists with different content" in caught.value.failure.message
         assert await h.read("x/a.pdf") == expected_bytes("/one/a.pdf", 100)
-        assert len(h.sim.requests) == 1
+        # the same source again is reused without a request
+        again = await h.transfer(f"https://{S3}/one/a.pdf?size=100&X-Amz-Signature=new", "x/a.pdf")
+        assert again.already_present and again.sha256 == first.sha256
+        assert len(h.sim.requests) == 2
+
+
+async def test_same_bytes_from_another_source_are_accepted_by_digest(make_settings: Any) -> None:
+    async with harness(make_settings) as h:
+        first = await h.transfer(f"https://{S3}/one/a.pdf?size=100", "x/a.pdf")
+        # another URL (another source) whose answer holds the very same bytes
+        h.sim.add_fault({"path_contains": "/copy/", "redirect": f"https://{S3}/one/a.pdf?size=100"})
+        second = await h.transfer(f"https://{S3}/copy/a.pdf", "x/a.pdf")
+        assert (second.sha256, second.bytes_written) == (first.sha256, 100)
+        assert len(h.sim.requests) == 3  # downloaded and compared, not taken on trust
 
 
 async def test_timeout_is_transient(make_settings: Any) -> None:
@@ -395,7 +419,7 @@ async def test_timeout_is_transient(make_settings: Any) -> None:
                         now=NOW,
                     )
             assert caught.value.failure.category is ErrorCategory.TRANSIENT
-            assert "timed out" in caught.value.failure.message
+            assert caught.value.failure.message.startswith("transfer timed out: the total of 1 s ran out")
         finally:
             release.set()
             server.close()
@@ -406,7 +430,7 @@ async def test_already_present_without_digest_gets_it_recorded(make_settings: An
     """A resumed commit that stopped before recording its sha256 is completed by the next call."""
     async with harness(make_settings) as h:
         data = expected_bytes("/late/a.pdf", 3000)
-        source = SourceVersion("12345678", '"v1"', "E")
+        source = SourceVersion(url_tag(f"https://{S3}/late/a.pdf"), '"v1"', "E")
         await h.store.stage("x/a.pdf", source=source, offset=0, data=data)
         await h.store.commit(
             "x/a.pdf", source=source, offsets=[0], size=3000, sha256=None, content_type="application/pdf"
@@ -416,3 +440,275 @@ async def test_already_present_without_digest_gets_it_recorded(make_settings: An
         committed = await h.store.committed("x/a.pdf")
         assert committed is not None and committed.sha256 == sha(data)
         assert h.sim.requests == []
+
+
+def all_blobs(settings: Settings) -> set[tuple[str, str]]:
+    location = LakeLocation.parse(settings.xact_attachments_uri)
+    with StorageFactory(settings).lake_blob_service(location) as service:
+        return {
+            (container.name, blob.name)
+            for container in service.list_containers()
+            for blob in service.get_container_client(container.name).list_blobs()
+        }
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "a/../../../../otherc/evil.pdf",
+        "../evil.pdf",
+        "a/./b.pdf",
+        "a//b.pdf",
+        "a\\..\\..\\evil.pdf",
+        "a/b\x00.pdf",
+        "..",
+        "",
+    ],
+)
+async def test_nothing_is_written_outside_the_attachments_root(make_settings: Any, path: str) -> None:
+    """HTTP clients resolve ``..`` before sending a URL, so a blob name holding one would land in
+    another folder or container: the store refuses such a path before any request."""
+    async with harness(make_settings) as h:
+        before = all_blobs(h.settings)
+        failure = (await h.failure(f"https://{S3}/evil.pdf?size=100", path)).failure
+        assert failure.category is ErrorCategory.PERMANENT
+        assert "would leave the attachments root" in failure.message
+        with pytest.raises(ClassifiedError):
+            await h.store.put(
+                path, b"x", source=SourceVersion("00000000"), sha256="0" * 64, content_type="application/pdf"
+            )
+        assert all_blobs(h.settings) == before
+        assert h.sim.requests == []
+
+
+# -- what a source's answer holds: encodings, error pages, bad dates, stalls ------------------------
+
+PHOTO = expected_bytes("/exports/edge/photo.jpg", 300_000)
+
+
+@asynccontextmanager
+async def source(
+    make_settings: Any, answer: Callable[[web.Request], Awaitable[web.StreamResponse]], **overrides: Any
+) -> AsyncIterator[Harness]:
+    """A harness whose attachment host is answered by ``answer`` (a loopback aiohttp app)."""
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with harness(make_settings, **overrides) as h:
+            settings = h.settings.model_copy(update={"simulator_url": f"http://127.0.0.1:{port}"})
+            async with create_session(settings, policy=h.policy, read_timeout=0.5) as session:
+                yield Harness(h.sim, settings, h.store, h.policy, session)
+    finally:
+        await runner.cleanup()
+
+
+def encoded(coding: str, data: bytes) -> bytes:
+    if coding == "gzip":
+        return gzip.compress(data)
+    if coding == "deflate":
+        return zlib.compress(data)
+    if coding == "raw-deflate":
+        squeezer = zlib.compressobj(wbits=-15)
+        return squeezer.compress(data) + squeezer.flush()
+    return brotli.compress(data)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate", "br"])
+async def test_encoded_answers_are_stored_decoded_with_the_decoded_digest(
+    make_settings: Any, coding: str
+) -> None:
+    body = encoded(coding, PHOTO)
+
+    async def answer(request: web.Request) -> web.Response:
+        header = "deflate" if coding == "raw-deflate" else coding
+        return web.Response(body=body, headers={"Content-Encoding": header, "Content-Type": "image/jpeg"})
+
+    async with source(make_settings, answer) as h:
+        result = await h.transfer(f"https://{S3}/exports/edge/photo.jpg", "edge/photo.jpg")
+        assert await h.read("edge/photo.jpg") == PHOTO
+        assert (result.bytes_written, result.sha256) == (len(PHOTO), sha(PHOTO))
+
+
+async def test_a_decompression_bomb_stops_at_the_size_limit(make_settings: Any) -> None:
+    bomb = gzip.compress(b"\0" * (3 * MIB))  # about 3 KiB on the wire
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=bomb, headers={"Content-Encoding": "gzip"})
+
+    async with source(make_settings, answer, MAX_ATTACHMENT_MB=2) as h:
+        failure = (await h.failure(f"https://{S3}/bomb.jpg", "edge/bomb.jpg")).failure
+        assert failure.category is ErrorCategory.PERMANENT and "limit" in failure.message
+        assert await h.read("edge/bomb.jpg") is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "category", "words"),
+    [
+        ({"Content-Encoding": "compress"}, b"x" * 100, ErrorCategory.PERMANENT, "cannot be decoded"),
+        ({"Content-Encoding": "zstd"}, b"x" * 100, ErrorCategory.PERMANENT, "cannot be decoded"),
+        ({"Content-Encoding": "gzip"}, b"not gzip at all", ErrorCategory.TRANSIENT, "corrupt"),
+        ({"Content-Encoding": "gzip"}, gzip.compress(PHOTO)[:5000], ErrorCategory.TRANSIENT, "ended before"),
+        (
+            {"Content-Type": "application/octet-stream"},
+            b"<!DOCTYPE html><html><body>Sign in</body></html>",
+            ErrorCategory.TRANSIENT,
+            "an HTML page was served for a .pdf file",
+        ),
+        (
+            {"Content-Type": "application/octet-stream"},
+            b'\xef\xbb\xbf  <?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>',
+            ErrorCategory.TRANSIENT,
+            "an XML page was served for a .pdf file",
+        ),
+    ],
+)
+async def test_answers_that_are_not_the_file(
+    make_settings: Any, headers: dict[str, str], body: bytes, category: ErrorCategory, words: str
+) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers=headers)
+
+    async with source(make_settings, answer) as h:
+        failure = (await h.failure(f"https://{S3}/exports/edge/report.pdf", "edge/report.pdf")).failure
+        assert failure.category is category
+        assert words in failure.message
+        assert await h.read("edge/report.pdf") is None
+
+
+async def test_an_html_file_may_be_html(make_settings: Any) -> None:
+    page = b"<!DOCTYPE html><html><body>the report</body></html>"
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=page, headers={"Content-Type": "text/html"})
+
+    async with source(make_settings, answer) as h:
+        await h.transfer(f"https://{S3}/exports/edge/report.html", "edge/report.html")
+        assert await h.read("edge/report.html") == page
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "X-Amz-Date=20260214T150000Z&X-Amz-Expires=999999999999999",
+        "X-Amz-Date=99991231T235959Z&X-Amz-Expires=604800",
+        "X-Amz-Date=20260214T150000Z&X-Amz-Expires=" + "9" * 5000,
+    ],
+)
+async def test_overflowing_presigned_dates_are_permanent_before_any_request(
+    make_settings: Any, query: str
+) -> None:
+    async with harness(make_settings) as h:
+        url = f"https://{S3}/exports/a.pdf?X-Amz-Signature=SIG1&{query}"
+        failure = (await h.failure(url, "x/a.pdf")).failure
+        assert failure.category is ErrorCategory.PERMANENT
+        assert failure.message.startswith("presigned URL never valid: X-Amz-Expires overflows the calendar")
+        assert "SIG1" not in failure.message
+        assert h.sim.requests == []
+
+
+async def test_a_stalled_read_names_the_read_timeout(make_settings: Any) -> None:
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/pdf", "Content-Length": "9000"})
+        await response.prepare(request)
+        await response.write(b"%PDF-1.7 " * 100)
+        await asyncio.sleep(5)  # then nothing more
+        return response
+
+    async with source(make_settings, answer) as h:
+        failure = (await h.failure(f"https://{S3}/exports/stall.pdf", "x/stall.pdf")).failure
+        assert failure.category is ErrorCategory.TRANSIENT
+        assert failure.message.startswith("reading timed out: no data for 0.5 s")
+
+
+class TableDns(AbstractResolver):
+    """A DNS that answers from a table: names that do not exist anywhere else."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.asked.append(host)
+        address = self.answers[host.rstrip(".")]
+        return [{"hostname": host, "host": address, "port": port, "family": family, "proto": 0, "flags": 0}]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_resolved_addresses_are_checked_and_the_checked_one_is_connected_to(make_settings: Any) -> None:
+    hits: list[str] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(body=b"%PDF-1.7 pinned", headers={"Content-Type": "application/pdf"})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    dns = TableDns({"files.claims.example": "127.0.0.1", "public.claims.example": "203.0.114.9"})
+    url = f"http://files.claims.example:{port}/a.pdf"
+    try:
+        # outside simulation mode an allowlisted name that resolves to loopback is refused
+        settings = make_settings(ALLOWED_ATTACHMENT_HOSTS="files.claims.example")
+        async with create_session(settings, dns=dns) as session:
+            with pytest.raises(ClassifiedError) as caught:
+                await session.get(url)
+        failure = caught.value.failure
+        assert failure.category is ErrorCategory.PERMANENT
+        assert failure.message == "host 'files.claims.example' resolves to 127.0.0.1, not a public address"
+        assert hits == []
+        pinned = PinnedResolver(UrlPolicy.from_settings(settings), dns)
+        assert [a["host"] for a in await pinned.resolve("public.claims.example")] == ["203.0.114.9"]
+        # in simulation mode loopback is allowed: the request reaches the address the resolver
+        # gave for a name no real DNS knows, so the connection went to the checked answer
+        simulated = make_settings(SIMULATION_MODE="true", SIMULATOR_URL="http://127.0.0.1:9")
+        async with create_session(simulated, dns=dns) as session, session.get(url) as response:
+            assert await response.read() == b"%PDF-1.7 pinned"
+        assert hits == ["/a.pdf"]
+        assert dns.asked.count("files.claims.example") == 2
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_connection_never_accepted_names_the_connect_timeout(make_settings: Any) -> None:
+    """A listener whose backlog is full never completes a handshake: connecting times out."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = [socket.socket() for _ in range(4)]
+    for filler in fillers:
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+    try:
+        async with harness(make_settings) as h:
+            settings = h.settings.model_copy(update={"simulator_url": f"http://127.0.0.1:{port}"})
+            async with create_session(settings, policy=h.policy, connect_timeout=0.5) as session:
+                with pytest.raises(ClassifiedError) as caught:
+                    await transfer_attachment(
+                        TransferRequest(f"https://{S3}/exports/a.pdf", "x/a.pdf"),
+                        session=session,
+                        store=h.store,
+                        policy=h.policy,
+                        settings=settings,
+                        now=NOW,
+                    )
+        assert caught.value.failure.category is ErrorCategory.TRANSIENT
+        assert caught.value.failure.message.startswith("connecting timed out after 0.5 s")
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

@@ -137,3 +137,33 @@ def test_simulation_refused_in_production() -> None:
     with pytest.raises(ClassifiedError):
         production.check("http://127.0.0.1:8080/a.pdf")
     assert isinstance(ConfigError("x"), ValueError)
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed", "in_simulation"),
+    [
+        ("8.8.8.8", True, True),
+        ("2606:4700:4700::1111", True, True),
+        ("127.0.0.1", False, True),
+        ("::1", False, True),
+        ("10.1.2.3", False, False),
+        ("172.20.0.5", False, False),
+        ("192.168.1.1", False, False),
+        ("169.254.169.254", False, False),
+        ("100.64.0.1", False, False),
+        ("192.0.2.10", False, False),
+        ("0.0.0.0", False, False),
+        ("224.0.0.1", False, False),
+        ("fe80::1%eth0", False, False),
+        ("fd00:ec2::254", False, False),
+        ("::ffff:10.0.0.1", False, False),
+        ("2002:a00:1::", False, False),  # 6to4 carrying 10.0.0.1
+        ("64:ff9b::a9fe:a9fe", False, False),  # NAT64 of 169.254.169.254
+        ("not-an-address", False, False),
+    ],
+)
+def test_resolved_addresses_must_be_public(address: str, allowed: bool, in_simulation: bool) -> None:
+    assert UrlPolicy.of(("h.example.com",)).address_allowed(address) is allowed
+    assert UrlPolicy.of(("h.example.com",), simulation=True).address_allowed(address) is in_simulation
+    production = UrlPolicy.of(("h.example.com",), simulation=True, production=True)
+    assert production.address_allowed(address) is allowed

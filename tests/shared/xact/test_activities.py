@@ -177,3 +177,53 @@ async def test_transfer_stages_its_row_once_and_a_staging_failure_is_retried(
     assert row.values["sha256"] == hashlib.sha256(expected_bytes("/exports/A1/photo.jpg", 3000)).hexdigest()
     assert row.values["event_date"].isoformat() == "2026-11-22"
     assert healthy.dead_letters.list() == []
+
+
+HOSTILE_EVENT = {
+    **EVENT,
+    "trace_id": "../../../../../other/evil",
+    "status_subtype": "documentsReceived",
+    "attachments": [
+        f"{S3}/inspection/photo.jpg?X-Amz-Signature=a",
+        f"{S3}/claim/photo.jpg?X-Amz-Signature=b",
+        "https://usw2-prod-xn-exportreceiver-publish.s3.us-west-2.amazonaws.com:99999999/bad.pdf",
+        "https://[usw2-prod-xn-exportreceiver-publish.s3.us-west-2.amazonaws.com/broken.pdf",
+        "https://alice:pw123@usw2-prod-xn-exportreceiver-publish.s3.us-west-2.amazonaws.com/a.pdf",
+        f"{S3}/report.pdf",
+    ],
+}
+
+
+def test_enrich_gives_safe_distinct_paths_and_rejects_only_the_bad_urls(runtime: Runtime) -> None:
+    outcome = activities.enrich(HOSTILE_EVENT, runtime)
+    downloads = outcome["value"]["downloads"]
+    paths = [d["blob_path"] for d in downloads]
+    assert len(paths) == 3 and len(set(paths)) == 3
+    for path in paths:
+        segments = path.split("/")
+        assert len(segments) == 4 and ".." not in segments and all(segments)
+        assert segments[2].endswith(f"-{hashlib.sha256(HOSTILE_EVENT['trace_id'].encode()).hexdigest()[:8]}")
+    photos = sorted(p.rsplit("/", 1)[1] for p in paths if "photo" in p)
+    medias = sorted(d["media_id"][:8] for d in downloads if "photo" in d["blob_path"])
+    assert photos == sorted(f"A1_photo-{m}.jpg" for m in medias)  # each colliding name gets its media id
+    assert outcome["value"]["rejected"] == 3
+    rejected = {
+        row.values["attachment_url"]: row.values for row in runtime.staging.read(XACT_ATTACHMENTS_FAILED, 10)
+    }
+    assert set(rejected) == {
+        "https://usw2-prod-xn-exportreceiver-publish.s3.us-west-2.amazonaws.com:99999999/bad.pdf",
+        "https://[usw2-prod-xn-exportreceiver-publish.s3.us-west-2.amazonaws.com/broken.pdf",
+        "https://usw2-prod-xn-exportreceiver-publish.s3.us-west-2.amazonaws.com/a.pdf",  # no user info
+    }
+    assert all("pw123" not in str(values) and "alice" not in str(values) for values in rejected.values())
+    # the same event gives the same paths, whatever the order of its attachments
+    again = activities.enrich({**HOSTILE_EVENT, "attachments": HOSTILE_EVENT["attachments"][::-1]}, runtime)
+    assert sorted(d["blob_path"] for d in again["value"]["downloads"]) == sorted(paths)
+
+
+def test_an_id_that_cannot_be_a_path_rejects_each_attachment_saying_why(runtime: Runtime) -> None:
+    outcome = activities.enrich({**EVENT, "trace_id": "..", "attachments": [f"{S3}/a.pdf"]}, runtime)
+    assert outcome["value"] == {"downloads": [], "rejected": 1, "terminated": False}
+    [row] = runtime.staging.read(XACT_ATTACHMENTS_FAILED, limit=10)
+    assert row.values["status"] == "rejected"
+    assert "no safe file path: trace id '..' leaves no usable path segment" in row.values["error_message"]

@@ -5,9 +5,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from azure.data.tables import TableServiceClient
 
-from shared.xact.events import SKIP_NO_ASSIGNMENT, InvalidBody, XactEvent, parse_xact_body
+from shared.lake.staging import StagingTable, UnstageableRow
+from shared.pool import IoPool
+from shared.xact.events import (
+    MAX_BODY_BYTES,
+    MAX_TRACE_ID_CHARS,
+    SKIP_NO_ASSIGNMENT,
+    InvalidBody,
+    XactEvent,
+    parse_xact_body,
+)
 from shared.xact.rows import event_row
+from shared.xact.tables import XACT_EVENTS
 
 pytestmark = pytest.mark.unit
 
@@ -98,10 +109,71 @@ def test_invalid_bodies_keep_the_raw_text(raw: str, reason: str) -> None:
 
 
 def test_oversized_body_is_invalid_not_a_poison_message() -> None:
-    raw = body(data={"assignmentId": "A", "note": "x" * 400_000})
+    raw = body(data={"assignmentId": "A", "note": "x" * MAX_BODY_BYTES})
     parsed = parse_xact_body(raw)
     assert isinstance(parsed, InvalidBody)
     assert "exceeds" in parsed.reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        # each of these escaped the parser before (OverflowError, RecursionError, ValueError)
+        (body(utcDateTime="9999-12-31T23:00:00-23:00"), "out of range once converted to UTC"),
+        (body(utcDateTime="0001-01-01T00:30:00+14:00"), "out of range once converted to UTC"),
+        (body(utcDateTime="1600-12-31T23:59:59Z"), "outside 1601-01-01"),
+        (body(data="[" * 100_000), "nested deeper than"),
+        (body(data='{"a": ' + "[" * 40 + "]" * 40 + "}"), "nested deeper than"),
+        (body(deep=json.loads("[" * 40 + "]" * 40)), "nested deeper than"),
+        (body(data={"x": json.loads("[" * 150 + "]" * 150)}), "nested deeper than"),
+        (body().replace('"version": 1', '"version": ' + "9" * 5000), "not valid JSON"),
+        (body(data='{"assignmentId": "A", "n": ' + "9" * 5000 + "}"), "data"),
+        (body(traceId="t" * (MAX_TRACE_ID_CHARS + 1)), "traceId"),
+    ],
+)
+def test_hostile_bodies_are_invalid_never_raised(raw: str, reason: str) -> None:
+    parsed = parse_xact_body(raw)
+    assert isinstance(parsed, InvalidBody)
+    assert reason in parsed.reason
+    assert parsed.raw == raw
+
+
+def test_a_utf8_bom_before_a_valid_body_is_accepted() -> None:
+    raw = body()
+    for with_bom in (b"\xef\xbb\xbf" + raw.encode(), "\ufeff" + raw):
+        event = parse_xact_body(with_bom)
+        assert isinstance(event, XactEvent)
+        assert event.raw == raw  # the BOM is not part of the event
+
+
+def test_bodies_that_are_not_unicode_are_invalid_and_keep_their_bytes_as_escapes() -> None:
+    parsed = parse_xact_body(b'{"type": "caf\xe9"}')
+    assert isinstance(parsed, InvalidBody)
+    assert parsed.reason == "not UTF-8 (byte 0xe9 at offset 13)"
+    assert parsed.raw == '{"type": "caf\\xe9"}'
+    lone = parse_xact_body('{"type": "\ud800"}')
+    assert isinstance(lone, InvalidBody)
+    assert "lone surrogate" in lone.reason
+    lone.raw.encode("utf-8")  # storable
+
+
+def test_a_lone_surrogate_spelled_in_data_is_refused_when_its_row_is_encoded(io_pool: IoPool) -> None:
+    """JSON may spell a lone surrogate (\\ud800) that no UTF-8 store takes; the row encoder, which
+    decides what staging (and Delta after it) can hold, refuses it, and ingest counts the body
+    invalid."""
+    event = parse_xact_body(body(data='{"assignmentId": "A", "note": "x\\ud800y"}'))
+    assert isinstance(event, XactEvent)
+    offline = StagingTable(
+        TableServiceClient.from_connection_string("UseDevelopmentStorage=true"), io_pool, "x"
+    )
+    with pytest.raises(UnstageableRow, match="lone UTF-16 surrogate"):
+        offline.encode(XACT_EVENTS, event_row(event, created_at=datetime(2026, 3, 1, tzinfo=UTC)))
+
+
+def test_surrogate_pairs_are_unicode() -> None:
+    event = parse_xact_body(body(data='{"assignmentId": "A", "note": "\\ud83d\\ude00"}'))
+    assert isinstance(event, XactEvent)
+    assert event.data["note"] == "\U0001f600"
 
 
 def test_event_row_columns() -> None:
@@ -118,6 +190,13 @@ def test_event_row_columns() -> None:
     assert row["contact_phone_type"] == "Mobile"
     assert row["contact_phone_extension"] is None
     assert row["event_datetime_mdt"] == "2026-02-14 08:04:05 MDT"
-    assert row["attachments"] == f"{URL},https://x.example.com/b.jpg"
-    assert row["raw_json"] == event.raw
+    assert (
+        row["attachments"]
+        == f"{URL.replace('Signature=abc', 'Signature=REDACTED')},https://x.example.com/b.jpg"
+    )
+    # raw_json keeps the body's values, the signature replaced
+    assert "X-Amz-Signature=abc" in event.raw
+    stored = json.loads(row["raw_json"])
+    assert stored["traceId"] == TRACE
+    assert json.loads(stored["data"])["attachments"][0] == URL.replace("Signature=abc", "Signature=REDACTED")
     assert row["created_date"].isoformat() == "2026-03-01"

@@ -1,0 +1,99 @@
+"""How often each body's batch failed: the count that tells a poison body from bad luck
+(docs/architecture.md, section 3).
+
+One entity per body, keyed by the SHA-256 of its bytes: ``failures`` and ``last_failed_at``. It
+lives in the state account, not in memory, because what must count past a restart does: the
+Functions host restarts the worker after a crash or a timeout, and Event Hubs moves partitions
+between instances and delivers from the last checkpoint, often in batches of another shape. A
+count per body survives all of that; a count per batch or per process would start over each
+time, and the poison body would hold its partition forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared.errors import MAX_ERROR_CHARS
+from shared.pool import IoPool
+from shared.redact import redact_text
+from shared.state.sharding import partition_key, shard_of
+
+_ATTEMPTS = 5
+
+
+class FailureLedger:
+    def __init__(
+        self,
+        table: TableClient,
+        *,
+        shards: int,
+        pool: IoPool,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._table = table
+        self._shards = shards
+        self._pool = pool
+        self._now = now
+
+    def _keys(self, digest: str) -> tuple[str, str]:
+        return partition_key("failures", shard_of(digest, self._shards)), digest
+
+    def record(self, digests: Sequence[str], error: str) -> list[int]:
+        """Count one more failure for each body; returns each body's count so far."""
+        message = redact_text(error)[:MAX_ERROR_CHARS]
+        return self._pool.map(lambda digest: self._increment(digest, message), list(digests))
+
+    def _increment(self, digest: str, error: str) -> int:
+        partition, row = self._keys(digest)
+        for _ in range(_ATTEMPTS):
+            try:
+                existing = self._table.get_entity(partition, row)
+            except ResourceNotFoundError:
+                entity = {"PartitionKey": partition, "RowKey": row, "failures": 1}
+                entity.update(last_failed_at=self._now(), last_error=error)
+                try:
+                    self._table.create_entity(entity)
+                    return 1
+                except ResourceExistsError:
+                    continue
+            count = int(existing.get("failures") or 0) + 1
+            try:
+                self._table.update_entity(
+                    {"PartitionKey": partition, "RowKey": row, "failures": count}
+                    | {"last_failed_at": self._now(), "last_error": error},
+                    mode=UpdateMode.REPLACE,
+                    etag=existing.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                return count
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue
+        return int(self._table.get_entity(partition, row).get("failures") or 0)
+
+    def forget(self, digests: Sequence[str]) -> None:
+        """Drop the counts of bodies that went through (best effort: a stale count only makes a
+        later failure isolate sooner)."""
+
+        def delete(digest: str) -> None:
+            with contextlib.suppress(ResourceNotFoundError):
+                self._table.delete_entity(*self._keys(digest))
+
+        self._pool.map(delete, list(digests))
+
+    def purge_older_than(self, age: timedelta, *, limit: int = 10_000) -> int:
+        """Delete counts not touched for ``age``; returns how many went."""
+        cutoff = self._now() - age
+        removed = 0
+        for entity in self._table.query_entities("last_failed_at lt @cutoff", parameters={"cutoff": cutoff}):
+            with contextlib.suppress(ResourceNotFoundError):
+                self._table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+                removed += 1
+            if removed >= limit:
+                break
+        return removed
