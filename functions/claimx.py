@@ -23,19 +23,14 @@ bp = df.Blueprint()
 
 def _ingestor(client: df.DurableOrchestrationClient) -> ClaimXIngestor:
     runtime = get_runtime()
-
-    async def exists(instance_id: str) -> bool:
-        status = await client.get_status(instance_id)
-        return getattr(status, "runtime_status", None) is not None
-
     return ClaimXIngestor(
         latch=runtime.dedup,
         staging=runtime.staging,
         dead_letters=runtime.dead_letters,
+        failures=runtime.ingest_failures,
         starter=DurableStarter(client),
         retry_delays=runtime.settings.retry_delays_seconds,
         pool=runtime.pool,
-        exists=exists,
     )
 
 

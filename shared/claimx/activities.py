@@ -11,13 +11,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import metrics
-from shared.claimx import interim
 from shared.claimx.circuit import CircuitOpenError
 from shared.claimx.media import download_media
 from shared.claimx.tables import CLAIMX_ATTACHMENTS, CLAIMX_ATTACHMENTS_FAILED, CLAIMX_SPECS
 from shared.clock import utc_now
 from shared.domains import Domain
-from shared.errors import ClassifiedError, Failure
+from shared.errors import ClassifiedError, ErrorCategory, Failure
+from shared.lake.staging import UnstageableRow
 from shared.lake.tables import Row
 from shared.redact import redact_url, strip_query
 from shared.retry import Outcome, failed, ok, refused_until
@@ -69,8 +69,10 @@ async def enrich(event: dict[str, Any], runtime: ActivityServices) -> Outcome:
     try:
         result = await services.handlers().enrich(event)
         for table, rows in result.rows.items():
-            for row in rows:
-                interim.check_row_size(table, row)
+            for row in rows:  # a row too big to stage is PERMANENT for the event, found before staging
+                runtime.staging.encode(CLAIMX_SPECS[table], row)
+    except UnstageableRow as exc:
+        return failed(Failure.of(ErrorCategory.PERMANENT, f"an entity row cannot be staged: {exc}"))
     except ClassifiedError as exc:
         log.warning(
             "claimx enrichment failed",

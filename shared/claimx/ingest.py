@@ -2,9 +2,10 @@
 orchestration per new event of a known type.
 
 Every body ends counted accepted, duplicate, skipped (an unknown event type: its row is written,
-nothing else happens) or invalid (a dead letter with the raw body). The dedup latch, staging and
-dead letters are the shared ones; if storage fails, the latches this delivery took are released
-and the error propagates so the batch is delivered again.
+nothing else happens) or invalid (a dead letter with the raw body). The dedup latch, staging, dead
+letters and the poison isolation of a batch that keeps failing (:class:`PoisonGuard`) are the shared
+ones; if storage fails, the latches this delivery took are released and the error propagates so the
+batch is delivered again.
 """
 
 from __future__ import annotations
@@ -12,21 +13,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from shared import clock, metrics
-from shared.claimx import interim
 from shared.claimx.events import ClaimXEvent, InvalidBody, parse_claimx_body
 from shared.claimx.tables import CLAIMX_EVENTS
 from shared.clock import utc_now
 from shared.domains import Domain
-from shared.errors import ErrorCategory
+from shared.errors import ErrorCategory, classify_exception
 from shared.lake.staging import StagingTable
 from shared.pool import IoPool
 from shared.state.deadletter import DeadLetter, DeadLetterReason, DeadLetterStore, raw_body_id
 from shared.state.dedup import Claim, DedupLatch
+from shared.state.failures import POISON_AFTER, FailureLedger, PoisonGuard, failure_summary
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,17 @@ class Message:
     enqueued_at: datetime
 
 
+class Starter(Protocol):
+    """Starts an orchestration unless an instance with that id exists; a finished one is run again
+    only when ``rerun_finished``. Idempotent: a start by the same event is success."""
+
+    async def start_once(
+        self, orchestrator: str, instance_id: str, payload: dict[str, Any], *, rerun_finished: bool = False
+    ) -> bool: ...
+
+    async def exists(self, instance_id: str) -> bool: ...
+
+
 @dataclass(slots=True)
 class IngestReport:
     received: int = 0
@@ -49,7 +61,13 @@ class IngestReport:
     duplicates: int = 0
     skipped: int = 0
     invalid: int = 0
+    poison: int = 0  # bodies a batch that kept failing was split to find (counted in ``invalid`` too)
     started: list[str] = field(default_factory=list)
+
+    def add(self, other: IngestReport) -> None:
+        for name in ("received", "accepted", "duplicates", "skipped", "invalid", "poison"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.started += other.started
 
 
 def instance_id(trace_id: str) -> str:
@@ -81,13 +99,30 @@ class ClaimXIngestor:
     latch: DedupLatch
     staging: StagingTable
     dead_letters: DeadLetterStore
-    starter: interim.Starter
+    failures: FailureLedger
+    starter: Starter
     retry_delays: Sequence[int]
     pool: IoPool
-    exists: Callable[[str], Awaitable[bool]] | None = None
     sleep: Callable[[float], Awaitable[None]] = clock.sleep
 
     async def ingest(self, messages: Sequence[Message]) -> IngestReport:
+        """Process one delivered batch; raises only when storage fails (or a poison body cannot be
+        isolated from the rest: then nothing is lost, the batch is delivered again)."""
+        guard: PoisonGuard[Message, IngestReport] = PoisonGuard(self.failures, self.pool, lambda m: m.body)
+        parts, poison = await guard.run(messages, self._ingest)
+        report = IngestReport()
+        for part in parts:
+            report.add(part)
+        if poison:
+            letters = [self._poison_letter(message, exc) for message, exc in poison]
+            await self.pool.run(self.pool.map, self.dead_letters.record, letters)
+            report.received += len(poison)
+            report.invalid += len(poison)
+            report.poison = len(poison)
+            metrics.EVENTS.add(len(poison), domain=Domain.CLAIMX, outcome="invalid")
+        return report
+
+    async def _ingest(self, messages: Sequence[Message]) -> IngestReport:
         report = IngestReport(received=len(messages))
         candidates: list[ClaimXEvent] = []
         skipped: list[ClaimXEvent] = []
@@ -104,16 +139,14 @@ class ClaimXIngestor:
                 (skipped if parsed.skip_reason else candidates).append(parsed)
         report.invalid, report.skipped = len(invalid), len(skipped)
         if invalid:
-            await asyncio.gather(
-                *(asyncio.to_thread(self.dead_letters.record, self._letter(b)) for b in invalid)
-            )
+            letters = [self._letter(body) for body in invalid]
+            await self.pool.run(self.pool.map, self.dead_letters.record, letters)
 
-        exists = self.exists
         claims = await self.latch.claim_settled(
             [e.trace_id for e in candidates],
             [e.event_date for e in candidates],
             sleep=self.sleep,
-            settled=None if exists is None else lambda trace: exists(instance_id(trace)),
+            settled=lambda trace: self.starter.exists(instance_id(trace)),
         )
         try:
             claimed = [(event, claim) for event, claim in zip(candidates, claims, strict=True) if claim]
@@ -151,13 +184,11 @@ class ClaimXIngestor:
         return report
 
     async def _start(self, event: ClaimXEvent, claim: Claim) -> bool:
-        return await interim.start_idempotently(
-            self.starter,
+        return await self.starter.start_once(
             EVENT_ORCHESTRATOR,
             instance_id(event.trace_id),
             orchestration_input(event, self.retry_delays),
             rerun_finished=claim.expired,
-            exists=self.exists,
         )
 
     async def _release(self, claims: Sequence[Claim]) -> None:
@@ -167,6 +198,15 @@ class ClaimXIngestor:
         failed = sum(isinstance(o, BaseException) for o in outcomes)
         if failed:
             log.warning("could not release %d dedup latches; they stay pending and are reclaimed", failed)
+
+    def _poison_letter(self, message: Message, exc: BaseException) -> DeadLetter:
+        raw = message.body if isinstance(message.body, str) else message.body.decode("utf-8", "replace")
+        letter = self._letter(
+            InvalidBody(
+                raw, f"its batch failed {POISON_AFTER} times and it fails alone: {failure_summary(exc)}"
+            )
+        )
+        return replace(letter, reason=DeadLetterReason.POISON, category=classify_exception(exc).value)
 
     def _letter(self, body: InvalidBody) -> DeadLetter:
         return DeadLetter(

@@ -11,19 +11,14 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from shared.claimx.activities import DOWNLOAD_STAGE, ENRICH_STAGE
-from shared.claimx.ingest import INGEST_STAGE, ClaimXIngestor, Message, instance_id
+from shared.claimx.ingest import INGEST_STAGE, ClaimXIngestor, Message, Starter, instance_id
 from shared.claimx.orchestration import EVENT_ORCHESTRATOR, MEDIA_ORCHESTRATOR, media_instance_id
 from shared.lake.staging import StagingTable
 from shared.pool import IoPool
 from shared.state.deadletter import DeadLetterStore
 from shared.state.dedup import DedupLatch
+from shared.state.failures import FailureLedger
 from shared.state.replay import ReplayRequest, ReplayStart, replay_instance_id, replay_marker
-
-
-class Starter(Protocol):
-    async def start_once(
-        self, orchestrator: str, instance_id: str, payload: dict[str, Any], *, rerun_finished: bool = False
-    ) -> bool: ...
 
 
 class ReplayServices(Protocol):
@@ -37,6 +32,8 @@ class ReplayServices(Protocol):
     def dead_letters(self) -> DeadLetterStore: ...
     @property
     def pool(self) -> IoPool: ...
+    @property
+    def ingest_failures(self) -> FailureLedger: ...
 
 
 def _payload(request: ReplayRequest) -> dict[str, Any]:
@@ -70,6 +67,7 @@ async def replay_ingest(request: ReplayRequest, services: ReplayServices, starte
         latch=services.dedup,
         staging=services.staging,
         dead_letters=services.dead_letters,
+        failures=services.ingest_failures,
         starter=starter,
         retry_delays=request.retry_delays,
         pool=services.pool,

@@ -12,19 +12,26 @@ time, and the poison body would hold its partition forever.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.errors import MAX_ERROR_CHARS
+from shared.errors import MAX_ERROR_CHARS, is_outage
 from shared.pool import IoPool
 from shared.redact import redact_text
 from shared.state.sharding import partition_key, shard_of
 
 _ATTEMPTS = 5
+T = TypeVar("T")
+R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 
 class FailureLedger:
@@ -97,3 +104,71 @@ class FailureLedger:
             if removed >= limit:
                 break
         return removed
+
+
+POISON_AFTER = 3  # failures of a body's batch before the batch is split to find it
+
+
+def body_digest(body: bytes | str) -> str:
+    """The key a body's failures are counted under: the SHA-256 of its bytes."""
+    data = body if isinstance(body, bytes) else body.encode("utf-8", errors="surrogatepass")
+    return hashlib.sha256(data).hexdigest()
+
+
+def failure_summary(exc: BaseException) -> str:
+    return redact_text(f"{type(exc).__name__}: {exc}")[:300]
+
+
+@dataclass(slots=True)
+class PoisonGuard(Generic[T, R]):
+    """Runs a batch; when it fails for a reason that is not an outage, counts a failure for each of
+    its bodies. Once a body's count reaches ``threshold`` the batch is split in halves until the
+    bodies that fail alone are found: those are handed back as poison and the rest are processed.
+    If every body fails alone, the fault is not one body's and the batch fails (it is delivered
+    again; nothing is lost). Outages always fail the batch: the unlimited retry is for them."""
+
+    ledger: FailureLedger
+    pool: IoPool
+    body_of: Callable[[T], bytes | str]
+    threshold: int = POISON_AFTER
+
+    async def run(
+        self, items: Sequence[T], process: Callable[[Sequence[T]], Awaitable[R]]
+    ) -> tuple[list[R], list[tuple[T, BaseException]]]:
+        """(the results of the parts that went through, the poison items and their errors)."""
+        try:
+            return [await process(items)], []
+        except Exception as exc:
+            if is_outage(exc) or not items:
+                raise
+            digests = [body_digest(self.body_of(item)) for item in items]
+            counts = await self.pool.run(self.ledger.record, digests, failure_summary(exc))
+            if max(counts) < self.threshold:
+                raise
+            log.warning("a batch failed %d times; isolating the bodies that fail alone", max(counts))
+        results: list[R] = []
+        poison: list[tuple[T, BaseException]] = []
+
+        async def split(part: Sequence[T]) -> None:
+            try:
+                results.append(await process(part))
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                if len(part) == 1:
+                    poison.append((part[0], exc))
+                    return
+                middle = len(part) // 2
+                await split(part[:middle])
+                await split(part[middle:])
+
+        middle = len(items) // 2
+        if middle:
+            await split(items[:middle])
+        await split(items[middle:])
+        if len(poison) == len(items) > 1:
+            raise poison[0][1]
+        # the poison bodies keep their counts: a redelivery isolates them at its first failure
+        kept = {body_digest(self.body_of(item)) for item, _ in poison}
+        await self.pool.run(self.ledger.forget, [d for d in digests if d not in kept])
+        return results, poison

@@ -9,15 +9,14 @@ released and the error propagates, so the Event Hubs retry policy (unlimited, fo
 delivers the batch again.
 
 A batch that keeps failing for a reason that is not an outage holds a poison body we did not
-foresee. Each failure is counted per body in the state account (:class:`FailureLedger`); once a
-body has failed :data:`POISON_AFTER` times the batch is split in halves until the bodies that fail
-alone are found: they are dead-lettered with reason ``poison`` and the rest go on.
+foresee. Each failure is counted per body in the state account (:class:`PoisonGuard`); once a
+body has failed three times the batch is split in halves until the bodies that fail alone are
+found: they are dead-lettered with reason ``poison`` and the rest go on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,15 +27,14 @@ from typing import Any, Protocol
 
 from shared import clock, metrics
 from shared.domains import Domain
-from shared.errors import ErrorCategory, classify_exception, is_outage
+from shared.errors import ErrorCategory, classify_exception
 from shared.ids import event_id as derive_event_id
 from shared.ids import xact_instance_id
 from shared.lake.staging import Origin, StagingTable, UnstageableRow
 from shared.pool import IoPool
-from shared.redact import redact_text
 from shared.state.deadletter import DeadLetter, DeadLetterReason, DeadLetterStore, raw_body_id
 from shared.state.dedup import COMMIT_DELAY, Claim, DedupLatch
-from shared.state.failures import FailureLedger
+from shared.state.failures import POISON_AFTER, FailureLedger, PoisonGuard, failure_summary
 from shared.xact.events import InvalidBody, XactEvent, decode_body, parse_xact_body
 from shared.xact.orchestration import EVENT_ORCHESTRATOR
 from shared.xact.rows import event_row
@@ -45,7 +43,6 @@ from shared.xact.tables import XACT_EVENTS
 log = logging.getLogger(__name__)
 
 INGEST_STAGE = "xact_ingest"
-POISON_AFTER = 3  # failures of a body's batch before the batch is split to find it
 OUTCOMES = ("received", "accepted", "duplicates", "skipped", "invalid")
 
 
@@ -103,11 +100,6 @@ def orchestration_input(
     }
 
 
-def body_digest(body: bytes | str) -> str:
-    data = body if isinstance(body, bytes) else body.encode("utf-8", errors="surrogatepass")
-    return hashlib.sha256(data).hexdigest()
-
-
 @dataclass(slots=True)
 class _Prepared:
     """A valid event whose row is encoded and checked, waiting for its latch."""
@@ -136,35 +128,31 @@ class XactIngestor:
         ``enqueued_at``: the batch's earliest Event Hub enqueue time (freshness is measured from
         it, so a row is never reported fresher than it is)."""
         origin = Origin(enqueued_at or self.now(), time.time())
-        try:
-            report = await self._ingest(bodies, origin)
-        except Exception as exc:
-            if is_outage(exc) or not bodies:
-                raise
-            digests = [body_digest(body) for body in bodies]
-            counts = await self.pool.run(self.failures.record, digests, _summary(exc))
-            if max(counts) < POISON_AFTER:
-                raise
-            log.warning(
-                "xact batch failed %d times; isolating the bodies that fail alone",
-                max(counts),
-                extra={"stage": INGEST_STAGE, "bodies": len(bodies)},
-            )
-            report, poison = await self._isolate(bodies, origin)
-            # the poison bodies keep their counts: a redelivery isolates them at its first failure
-            cleared = [digest for digest in digests if digest not in {body_digest(b) for b in poison}]
-            await self.pool.run(self.failures.forget, cleared)
+        guard: PoisonGuard[bytes | str, IngestReport] = PoisonGuard(
+            self.failures, self.pool, body_of=lambda b: b
+        )
+        parts, poison = await guard.run(bodies, partial(self._ingest, origin=origin))
+        report = IngestReport()
+        for part in parts:
+            report.add(part)
+        if poison:
+            await self._dead_letter_poison(poison)
+            report.received += len(poison)
+            report.invalid += len(poison)
+            report.poison = len(poison)
         # Done marks of earlier deliveries that no claim carried out yet (quiet partitions). They
         # are an optimisation: the batch went through even if they cannot be written now.
         try:
             await self.pool.run(partial(self.latch.flush_commits, older_than=COMMIT_DELAY))
         except Exception as exc:
-            log.warning("dedup done marks stay queued: %s", _summary(exc), extra={"stage": INGEST_STAGE})
+            log.warning(
+                "dedup done marks stay queued: %s", failure_summary(exc), extra={"stage": INGEST_STAGE}
+            )
         return report
 
     # -- one batch -----------------------------------------------------------------------------
 
-    async def _ingest(self, bodies: Sequence[bytes | str], origin: Origin) -> IngestReport:
+    async def _ingest(self, bodies: Sequence[bytes | str], *, origin: Origin) -> IngestReport:
         report = IngestReport(received=len(bodies))
         prepared: list[_Prepared] = []
         invalid: list[InvalidBody] = []
@@ -276,42 +264,10 @@ class XactIngestor:
 
     # -- poison --------------------------------------------------------------------------------
 
-    async def _isolate(
-        self, bodies: Sequence[bytes | str], origin: Origin
-    ) -> tuple[IngestReport, list[bytes | str]]:
-        """Split the batch until the bodies that fail alone are found; dead-letter those as
-        ``poison`` and process the rest. If every body fails alone, the fault is not one body's:
-        the batch fails (it is delivered again; nothing is lost)."""
-        report = IngestReport()
-        poison: list[tuple[bytes | str, BaseException]] = []
-
-        async def run(part: Sequence[bytes | str]) -> None:
-            try:
-                report.add(await self._ingest(part, origin))
-            except Exception as exc:
-                if is_outage(exc):
-                    raise
-                if len(part) == 1:
-                    poison.append((part[0], exc))
-                    return
-                middle = len(part) // 2
-                await run(part[:middle])
-                await run(part[middle:])
-
-        middle = len(bodies) // 2
-        if middle:
-            await run(bodies[:middle])
-        await run(bodies[middle:])
-        if len(poison) == len(bodies) > 1:
-            raise poison[0][1]
+    async def _dead_letter_poison(self, poison: Sequence[tuple[bytes | str, BaseException]]) -> None:
         letters = [self._poison_letter(body, exc) for body, exc in poison]
-        if letters:
-            await self.pool.run(self.pool.map, self.dead_letters.record, letters)
-        report.received += len(poison)
-        report.invalid += len(poison)
-        report.poison = len(poison)
+        await self.pool.run(self.pool.map, self.dead_letters.record, letters)
         metrics.EVENTS.add(len(poison), domain=Domain.XACT.value, outcome="invalid")
-        return report, [body for body, _ in poison]
 
     def _poison_letter(self, body: bytes | str, exc: BaseException) -> DeadLetter:
         decoded = decode_body(body)
@@ -319,7 +275,7 @@ class XactIngestor:
         return self._letter(
             InvalidBody(raw, ""),
             DeadLetterReason.POISON,
-            f"its batch failed {POISON_AFTER} times and it fails alone: {_summary(exc)}",
+            f"its batch failed {POISON_AFTER} times and it fails alone: {failure_summary(exc)}",
             category=classify_exception(exc),
         )
 
@@ -354,7 +310,3 @@ def _count(report: IngestReport) -> None:
     ):
         metrics.EVENTS.add(count, domain=domain, outcome=outcome)
     metrics.DEDUP_HITS.add(report.duplicates, domain=domain)
-
-
-def _summary(exc: BaseException) -> str:
-    return redact_text(f"{type(exc).__name__}: {exc}")[:300]

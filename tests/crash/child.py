@@ -1,22 +1,28 @@
 """The crash campaign's child: ``claimsflow`` in a process that SIGKILLs itself at a named point.
 
 ``python -m tests.crash.child --kill-at POINT[:N] -- run ...`` runs the real command line and
-kills the process the N-th time (default: the first) it passes POINT. The application's points
-are armed here by wrapping the methods they sit in, so no test hook lives in the app's code; the
-local host's points are its own (``LOCAL_HOST_KILL_AT``). A SIGKILL is as sudden as a power cut
-for this process: nothing is flushed, closed or released.
+kills the process the N-th time (default: the first) it passes POINT; ``--count-passes FILE``
+instead counts how often each point is passed and writes the counts when the run ends. The
+application's points are armed here by wrapping the methods they sit in, so no test hook lives in
+the app's code; the local host's points are its own (``LOCAL_HOST_KILL_AT``). A SIGKILL is as
+sudden as a power cut for this process: nothing is flushed, closed or released.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import inspect
+import json
 import os
 import signal
 import sys
+from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from local_host import killpoints
 from local_host.killpoints import KILL_AT_VARIABLE
 from local_host.killpoints import POINTS as HOST_POINTS
 
@@ -86,29 +92,17 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def arm(point: str, count: int) -> None:
-    """Make the ``count``-th pass of ``point`` kill this process."""
-    if point in HOST_POINTS:
-        os.environ[KILL_AT_VARIABLE] = f"{point}:{count}"
-        return
-    owner, name, when, _ = _app_points()[point]
+def _wrap(owner: type[Any], name: str, when: str, on_pass: Callable[[], None]) -> None:
     original = getattr(owner, name)
-    passes = [0]
-
-    def reached() -> None:
-        passes[0] += 1
-        if passes[0] == count:
-            _die()
-
     if inspect.iscoroutinefunction(original):
 
         @functools.wraps(original)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             if when == "before":
-                reached()
+                on_pass()
             result = await original(*args, **kwargs)
             if when == "after":
-                reached()
+                on_pass()
             return result
 
         setattr(owner, name, async_wrapper)
@@ -117,13 +111,45 @@ def arm(point: str, count: int) -> None:
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if when == "before":
-            reached()
+            on_pass()
         result = original(*args, **kwargs)
         if when == "after":
-            reached()
+            on_pass()
         return result
 
     setattr(owner, name, wrapper)
+
+
+def arm(point: str, count: int) -> None:
+    """Make the ``count``-th pass of ``point`` kill this process."""
+    if point in HOST_POINTS:
+        os.environ[KILL_AT_VARIABLE] = f"{point}:{count}"
+        return
+    owner, name, when, _ = _app_points()[point]
+    passes = [0]
+
+    def reached() -> None:
+        passes[0] += 1
+        if passes[0] == count:
+            _die()
+
+    _wrap(owner, name, when, reached)
+
+
+def count_passes(path: Path) -> None:
+    """Count how often the run passes each point, and write the counts to ``path`` when it ends
+    (an uninterrupted run: the campaign picks kill passes that exist)."""
+    counts: Counter[str] = Counter()
+    for point, (owner, name, when, _) in _app_points().items():
+        _wrap(owner, name, when, functools.partial(counts.update, [point]))
+    counted = killpoints.passed
+
+    def passed(point: str) -> None:
+        counts[point] += 1
+        counted(point)
+
+    killpoints.passed = passed
+    atexit.register(lambda: path.write_text(json.dumps(dict(counts))))
 
 
 def parse_point(spec: str) -> tuple[str, int]:
@@ -137,6 +163,9 @@ def main(argv: list[str], cli: Callable[[], Any] | None = None) -> None:
     args = list(argv)
     if args[:1] == ["--kill-at"]:
         arm(*parse_point(args[1]))
+        args = args[2:]
+    elif args[:1] == ["--count-passes"]:
+        count_passes(Path(args[1]))
         args = args[2:]
     if args[:1] == ["--"]:
         args = args[1:]

@@ -1,5 +1,6 @@
 """ClaimX ingest against real Azurite tables: counts, unknown types, stable ids from the enqueued
-time across redelivery, latches released on a storage failure, a start that lost a race."""
+time across redelivery, latches released on a storage failure, a poison body isolated after its
+batch kept failing."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from claimsflow.claimx_samples import claimx_body
 from shared.claimx.events import trace_id
 from shared.claimx.ingest import EVENT_ORCHESTRATOR, ClaimXIngestor, Message, instance_id
 from shared.claimx.tables import CLAIMX_EVENTS
-from shared.config import Settings
 from shared.runtime import Runtime
+from shared.state.deadletter import DeadLetterReason
+from shared.state.failures import POISON_AFTER
 
 pytestmark = pytest.mark.azurite
 
@@ -26,11 +28,11 @@ AT = "2026-02-14T15:04:05Z"
 class Instances:
     """A starter that behaves like the Durable client's check-then-start."""
 
-    def __init__(self, fail_after: int | None = None, race: bool = False) -> None:
+    def __init__(self, fail_after: int | None = None, refuse: frozenset[str] = frozenset()) -> None:
         self.instances: dict[str, dict[str, Any]] = {}
         self.runs: Counter[str] = Counter()
         self.fail_after = fail_after
-        self.race = race
+        self.refuse = refuse  # instances whose input the service rejects for good
 
     async def start_once(
         self, orchestrator: str, instance: str, payload: dict[str, Any], *, rerun_finished: bool = False
@@ -38,9 +40,8 @@ class Instances:
         assert orchestrator == EVENT_ORCHESTRATOR
         if self.fail_after is not None and len(self.instances) >= self.fail_after:
             raise ConnectionResetError("connection reset while starting the orchestration")
-        if self.race:  # another delivery started it between our check and our start
-            self.instances[instance] = payload
-            raise RuntimeError(f"An Orchestration instance with ID '{instance}' already exists.")
+        if instance in self.refuse:
+            raise ValueError(f"the service rejected the input of {instance}")
         if instance in self.instances and not rerun_finished:
             return False
         self.instances[instance] = payload
@@ -52,8 +53,8 @@ class Instances:
 
 
 @pytest.fixture
-def runtime(make_settings: Callable[..., Settings]) -> Runtime:
-    return Runtime(make_settings())
+def runtime(make_runtime: Callable[..., Runtime]) -> Runtime:
+    return make_runtime()
 
 
 def ingestor(runtime: Runtime, starter: Instances) -> ClaimXIngestor:
@@ -61,10 +62,10 @@ def ingestor(runtime: Runtime, starter: Instances) -> ClaimXIngestor:
         latch=runtime.dedup,
         staging=runtime.staging,
         dead_letters=runtime.dead_letters,
+        failures=runtime.ingest_failures,
         starter=starter,
         retry_delays=(300, 600, 1200, 2400),
         pool=runtime.pool,
-        exists=starter.exists,
     )
 
 
@@ -141,8 +142,18 @@ async def test_storage_failure_releases_latches_and_redelivery_processes(runtime
     assert report.accepted == 3 and len(starter.instances) == 3
 
 
-async def test_a_start_that_lost_the_race_is_success(runtime: Runtime) -> None:
-    starter = Instances(race=True)
-    report = await ingestor(runtime, starter).ingest(messages(claimx_body("PROJECT_CREATED", 1, AT)))
-    assert (report.accepted, report.started) == (1, [])
-    assert len(starter.instances) == 1
+async def test_a_poison_body_is_isolated_after_repeated_failures(runtime: Runtime) -> None:
+    """A body that fails its batch for a reason nobody foresaw blocks nothing for long: after
+    POISON_AFTER failures (counted per body, so a batch of another shape counts on) the batch is
+    split, the body is dead-lettered as poison and the others are processed."""
+    bodies = [claimx_body("PROJECT_CREATED", n, AT) for n in range(1, 9)]
+    starter = Instances(refuse=frozenset({instance_id(trace_id("5", "PROJECT_CREATED", AT))}))
+    for _ in range(POISON_AFTER - 1):
+        with pytest.raises(ValueError, match="rejected"):
+            await ingestor(runtime, starter).ingest(messages(*bodies))
+    report = await ingestor(runtime, starter).ingest(messages(*reversed(bodies)))
+    assert (report.received, report.accepted, report.invalid, report.poison) == (8, 7, 1, 1)
+    assert len(starter.instances) == 7
+    [letter] = runtime.dead_letters.list()
+    assert (letter.reason, letter.stage) == (DeadLetterReason.POISON, "claimx_ingest")
+    assert letter.payload == bodies[4] and "rejected the input" in letter.error

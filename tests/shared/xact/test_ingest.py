@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from shared.runtime import Runtime
 from shared.state.deadletter import DeadLetterReason
 from shared.state.dedup import DedupLatch
+from shared.state.failures import POISON_AFTER, body_digest
 from shared.xact.events import MAX_BODY_BYTES
-from shared.xact.ingest import EVENT_ORCHESTRATOR, POISON_AFTER, XactIngestor, body_digest
+from shared.xact.ingest import EVENT_ORCHESTRATOR, XactIngestor
 from shared.xact.tables import XACT_EVENTS
 from tests import hostile
 
