@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from collections import Counter
@@ -51,6 +52,7 @@ DEFAULT_SIZE = 4096
 DIGEST = 32
 CHUNK_DIGESTS = 8192  # 256 KiB per generated chunk
 CACHE_MIN_SIZE = 1024 * 1024
+CACHE_PREFIX = "attachment-sim-"
 LAST_MODIFIED = "Mon, 01 Jan 2024 00:00:00 GMT"
 
 
@@ -127,6 +129,29 @@ class _Fault:
         return True
 
 
+def _fresh_cache_dir() -> Path:
+    """A cache folder named after this process, after removing those of processes that are gone.
+
+    A SIGKILLed run cannot clean up after itself, so the next simulator does it instead.
+    """
+    root = Path(tempfile.gettempdir())
+    for folder in root.glob(f"{CACHE_PREFIX}*-*"):
+        owner = folder.name[len(CACHE_PREFIX) :].split("-", 1)[0]
+        if owner.isdigit() and not _process_alive(int(owner)):
+            shutil.rmtree(folder, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{CACHE_PREFIX}{os.getpid()}-"))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        pass
+    return True
+
+
 @dataclass
 class AttachmentSimulator:
     """``async with AttachmentSimulator(world) as sim:`` then fetch ``sim.url + path``."""
@@ -170,7 +195,7 @@ class AttachmentSimulator:
         server = site._server
         assert server is not None and server.sockets  # type: ignore[attr-defined]
         self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
-        self._cache_dir = Path(tempfile.mkdtemp(prefix="attachment-sim-"))
+        self._cache_dir = _fresh_cache_dir()
 
     async def stop(self) -> None:
         if self._runner is not None:

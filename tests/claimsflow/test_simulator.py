@@ -2,6 +2,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -145,3 +150,38 @@ def test_load_world(tmp_path: Path) -> None:
     path.write_text("[]")
     with pytest.raises(ValueError):
         load_world(path)
+
+
+async def test_cache_of_a_killed_simulator_is_removed_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGKILLed run leaves its cache folder behind; the next simulator to start removes it."""
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import asyncio, sys\n"
+            "from claimsflow.simulator import AttachmentSimulator\n"
+            "async def main():\n"
+            "    sim = AttachmentSimulator()\n"
+            "    await sim.start()\n"
+            "    print(sim._cache_dir, flush=True)\n"
+            "    await asyncio.sleep(3600)\n"
+            "asyncio.run(main())\n",
+        ],
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    orphan = Path(child.stdout.readline().strip())
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert orphan.is_dir() and orphan.parent == tmp_path
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    async with AttachmentSimulator() as sim:
+        assert not orphan.exists()
+        assert sim._cache_dir is not None and sim._cache_dir.is_dir()
+        own = sim._cache_dir
+    assert not own.exists()
