@@ -419,6 +419,8 @@ class EpisodeRunner:
                 else:
                     state = {"isDone": False, "actions": [], "error": f"{type(exc).__name__}: {text}"}
         for warning in caught:
+            if issubclass(warning.category, DeprecationWarning):  # ignored by default, as in the worker
+                continue
             log.warning("orchestrator %s (%s): %s", inst.name, inst.instance_id, warning.message)
         return state
 

@@ -82,6 +82,7 @@ _NAME_BREAK = re.compile(r"[?#]")
 # for the many short values of a row).
 _MAY_HOLD_SECRET = re.compile(r"(?i)[:=]|bearer|sharedkey|aws4-hmac")
 _MAX_JSON_DEPTH = 64
+_STORAGE_SCHEMES = frozenset({"abfs", "abfss", "wasb", "wasbs"})
 
 
 def _redact_pairs(text: str) -> str:
@@ -116,7 +117,7 @@ def redact_url(url: str) -> str:
             authority_end = min(authority_end, found)
     head, rest = url[:start], url[start:]
     authority, rest = rest[: authority_end - start], rest[authority_end - start :]
-    if scheme_end >= 0 and "@" in authority:
+    if scheme_end >= 0 and "@" in authority and not _names_a_container(url[:scheme_end], authority):
         authority = f"{REDACTED}@{authority.rsplit('@', 1)[1]}"
     before_fragment, hash_mark, fragment = rest.partition("#")
     path, question, query = before_fragment.partition("?")
@@ -125,6 +126,12 @@ def redact_url(url: str) -> str:
     if fragment and "=" in fragment:
         fragment = _redact_pairs(fragment)
     return f"{head}{authority}{path}{question}{query}{hash_mark}{fragment}"
+
+
+def _names_a_container(scheme: str, authority: str) -> bool:
+    """``abfss://container@account...``: in the storage schemes the part before ``@`` is a container
+    or workspace name, not a credential (one holding ``:`` could be a password, and is masked)."""
+    return scheme.lower() in _STORAGE_SCHEMES and ":" not in authority.rsplit("@", 1)[0]
 
 
 def _split_identity(url: str) -> tuple[str, str, str]:

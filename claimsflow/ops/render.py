@@ -38,14 +38,13 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
     view = Table(title=title, title_justify="left")
     for column in columns:
         view.add_column(column, overflow="fold")
-    count = 0
     for row in rows:
         view.add_row(*("" if value is None else str(value) for value in row))
-        count += 1
     out = console()
-    out.print(view)
-    if count == 0:
-        out.print("[dim]nothing found[/]")
+    if view.row_count:
+        out.print(view)
+    else:
+        out.print(f"{title}: [dim]nothing found[/]")
 
 
 def fields(title: str, values: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -342,3 +343,13 @@ def big_result(context: df.DurableOrchestrationContext) -> Any:
 @app.activity_trigger(input_name="size")
 def big(size: int) -> str:
     return "x" * size
+
+
+@app.orchestration_trigger(context_name="context")
+def warns(context: df.DurableOrchestrationContext) -> Any:
+    """Warns twice: the host reports the runtime warning and, as Python does by default, not the
+    deprecation."""
+    warnings.warn("orchestrator code smells", RuntimeWarning, stacklevel=1)
+    warnings.warn("an old API", DeprecationWarning, stacklevel=1)
+    result = yield context.call_activity("hello", "w")
+    return result

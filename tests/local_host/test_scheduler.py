@@ -158,3 +158,16 @@ async def test_graceful_stop_writes_messages_no_episode_took_yet(
     assert status is not None and status.runtime_status == "Completed"
     history = await second.get_history("held")
     assert [e["EventType"] for e in history].count(EventType.TimerFired) == 1
+
+
+async def test_orchestrator_warnings_are_logged_except_deprecations(
+    host: LocalHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="local_host"):
+        await host.start_orchestration("warns", instance_id="warns-1")
+        await host.run_until_idle()
+    status = await host.get_status("warns-1")
+    assert status is not None and status.runtime_status == "Completed"
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("warns-1" in m and "orchestrator code smells" in m for m in messages)
+    assert not any("an old API" in m for m in messages)

@@ -28,6 +28,20 @@ def test_sas_token_masked_and_userinfo_removed() -> None:
     assert redacted.startswith("https://REDACTED@acct.blob.core.windows.net/c/b?")
 
 
+def test_storage_uri_keeps_its_container_and_masks_a_password() -> None:
+    """In abfss and wasbs the part before ``@`` names the container: a reader needs it."""
+    lake = "abfss://lake@devstoreaccount1.dfs.core.windows.net/Files/xact"
+    onelake = (
+        "abfss://0f1e2d3c-aaaa-bbbb-cccc-123456789abc@onelake.dfs.fabric.microsoft.com/lh.Lakehouse/Tables"
+    )
+    assert redact_url(lake) == lake
+    assert redact_text(f"LAKE_TABLES_URI={onelake}") == f"LAKE_TABLES_URI={onelake}"
+    assert redact_url("wasbs://c:hunter2@acct.blob.core.windows.net/x") == (
+        "wasbs://REDACTED@acct.blob.core.windows.net/x"
+    )
+    assert redact_url("https://lake@acct.blob.core.windows.net/x").startswith("https://REDACTED@")
+
+
 def test_free_text_urls_and_keys_masked() -> None:
     text = f"GET {S3} failed; AccountKey=abc123== ; Authorization: Bearer eyJtoken"
     redacted = redact_text(text)
