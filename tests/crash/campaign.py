@@ -144,11 +144,15 @@ class Campaign:
         ]
 
     def env(self) -> dict[str, str]:
-        """1 MB blocks, so the 1.5 MB files of the generated traffic are uploaded in blocks."""
+        """1 MB blocks, so the 1.5 MB files of the generated traffic are uploaded in blocks; the
+        children's temporary files (what a killed one leaves) inside the campaign's folder."""
+        temp = self.workdir / "tmp"
+        temp.mkdir(exist_ok=True)
         return {
             **os.environ,
             "AzureWebJobsStorage": self.azurite.connection_string,
             "PYTHONPATH": str(REPO_ROOT),
+            "TMPDIR": str(temp),
             "TRANSFER_BLOCK_SIZE_MB": "1",
         }
 

@@ -19,8 +19,10 @@ EVENTS = 20
 
 
 @pytest.fixture(scope="module")
-def campaign(azurite: Azurite) -> Iterator[tuple[Campaign, Outcome, float]]:
-    made = Campaign(azurite, events=EVENTS)
+def campaign(
+    azurite: Azurite, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Campaign, Outcome, float]]:
+    made = Campaign(azurite, events=EVENTS, workdir=tmp_path_factory.mktemp("crash-campaign"))
     reference, duration = made.reference()
     # the traffic exercises both domains, files and failures (20 events name no ClaimX task)
     assert reference.files and reference.dead_letters

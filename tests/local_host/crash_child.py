@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -55,7 +54,10 @@ async def run(args: argparse.Namespace) -> None:
             await host.start_orchestration(name, value, instance_id=instance_id)
         await host.run_until_idle()
     else:
-        root = Path(tempfile.mkdtemp())
+        root: Path | None = args.app_root
+        if root is None:
+            raise SystemExit("the eventhub scenario needs --app-root")
+        root.mkdir(parents=True, exist_ok=True)
         (root / "host.json").write_text(json.dumps({"extensions": {"eventHubs": {"maxEventBatchSize": 3}}}))
         host = LocalHost(
             apps.eh_app,
@@ -79,6 +81,7 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(ORCHESTRATIONS))
     parser.add_argument("--events", type=int, default=10)
     parser.add_argument("--namespace", default="localhost")
+    parser.add_argument("--app-root", type=Path, help="where the eventhub scenario writes its host.json")
     asyncio.run(run(parser.parse_args()))
 
 

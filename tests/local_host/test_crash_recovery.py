@@ -176,7 +176,13 @@ async def test_event_hub_delivery_resumes_after_the_checkpoint(
 ) -> None:
     hub, namespace, log = unique("hub"), unique("ns"), tmp_path / "deliveries.log"
     monkeypatch.setenv(apps.DELIVERY_LOG, str(log))
-    crash(azurite, "eventhub", hub, kill_at, "--events", "10", "--namespace", namespace)
+    crash(
+        azurite,
+        "eventhub",
+        hub,
+        kill_at,
+        *("--events", "10", "--namespace", namespace, "--app-root", str(tmp_path / "child")),
+    )
     (tmp_path / "host.json").write_text('{"extensions": {"eventHubs": {"maxEventBatchSize": 3}}}')
     host = await make_host(
         apps.eh_app, task_hub=hub, settings_env=event_hub_settings(namespace), app_root=tmp_path
