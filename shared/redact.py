@@ -1,5 +1,5 @@
 """Secrets never reach a Delta table, a log, an error or a dead-letter message (docs/architecture.md,
-section 7): presigned signatures, SAS tokens, keys, passwords and user info are replaced by
+section 4): presigned signatures, SAS tokens, keys, passwords and user info are replaced by
 ``REDACTED``, and nothing else about the text changes.
 
 URLs are taken apart by hand rather than with ``urllib``: re-encoding a query would alter the parts

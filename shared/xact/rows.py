@@ -1,6 +1,6 @@
 """Rows for the XACT Delta tables (docs/architecture.md, section 8), built from validated events
 and outcomes. No secret reaches a row: ``raw_json`` and ``attachments`` keep every URL with its
-signature values replaced by ``REDACTED`` (docs/architecture.md, section 7)."""
+signature values replaced by ``REDACTED`` (docs/architecture.md, section 4)."""
 
 from __future__ import annotations
 
