@@ -128,3 +128,35 @@ def record_or_fail(
     raise RecordingFailed(
         f"{activity} failed for good ({failure.category.value}: {failure.message}); {where}"
     )
+
+
+def transfer_or_record(
+    context: Any, *, kind: str, transfer: str, record: str, fallback: str, circuit_waits: int = 0
+) -> Generator[Any, Any, dict[str, Any]]:
+    """The whole of a per-file sub-orchestration, the same in every domain: ``transfer`` with
+    retries by class (an uploaded file's row is staged by that activity itself); a file that still
+    fails is recorded, its failed row and dead letter, by ``record`` through :func:`record_or_fail`.
+    Input ``{"task", "retry_delays", "replay"?}``; a replayed transfer also marks the failed row it
+    recovers."""
+    payload: dict[str, Any] = context.get_input()
+    task: dict[str, Any] = payload["task"]
+    delays: list[int] = payload["retry_delays"]
+    replay = payload.get("replay")
+    attempt = {**task, "replay": replay} if replay else task
+    outcome, retries = yield from call_with_retries(
+        context, transfer, attempt, delays, circuit_waits=circuit_waits
+    )
+    failure = outcome_failure(outcome)
+    if failure is None:
+        return {"media_id": task["media_id"], "status": "uploaded", "retry_count": retries}
+    failed_file = {
+        "kind": kind,
+        "task": task,
+        "failure": failure.to_dict(),
+        "retry_count": retries,
+        "exhausted": failure.category.is_retryable,
+        "instance_id": context.instance_id,
+        "replay": replay,
+    }
+    status = yield from record_or_fail(context, record, fallback, failed_file, delays)
+    return {"media_id": task["media_id"], "status": status, "retry_count": retries}

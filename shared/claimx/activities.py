@@ -178,7 +178,7 @@ def record_media_failure(payload: dict[str, Any], runtime: ActivityServices) -> 
             record["task"],
             Failure.from_dict(record["failure"]),
             status,
-            retry_count=int(record["retries"]),
+            retry_count=int(record["retry_count"]),
             at=letter.created_at,
         )
         runtime.staging.stage_many(CLAIMX_ATTACHMENTS_FAILED, [row])
@@ -224,7 +224,7 @@ def dead_letter_of(record: dict[str, Any]) -> DeadLetter:
         reason=reason,
         category=failure.category.value,
         error=failure.message,
-        retry_count=int(record["retries"]),
+        retry_count=int(record["retry_count"]),
         payload=payload,
         trace_id=payload["trace_id"],
         media_id=media,

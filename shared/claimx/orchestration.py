@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from shared.retry import call_with_retries, outcome_failure, record_or_fail
+from shared.retry import call_with_retries, outcome_failure, record_or_fail, transfer_or_record
 
 EVENT_ORCHESTRATOR = "claimx_event_orchestrator"
 MEDIA_ORCHESTRATOR = "claimx_media_orchestrator"
@@ -42,7 +42,7 @@ def event_orchestrator(context: Any) -> Generator[Any, Any, dict[str, Any]]:
             "kind": "event",
             "event": event,
             "failure": failure.to_dict(),
-            "retries": retries,
+            "retry_count": retries,
             "instance_id": context.instance_id,
             "replay": event.get("replay"),
         }
@@ -72,27 +72,12 @@ def event_orchestrator(context: Any) -> Generator[Any, Any, dict[str, Any]]:
 
 
 def media_orchestrator(context: Any) -> Generator[Any, Any, dict[str, Any]]:
-    payload: dict[str, Any] = context.get_input()
-    task: dict[str, Any] = payload["task"]
-    delays: list[int] = payload["retry_delays"]
-    replay = payload.get("replay")  # a replayed download also marks the failed row it recovers
-    attempt = {**task, "replay": replay} if replay else task
-    outcome, retries = yield from call_with_retries(
-        context, DOWNLOAD_ACTIVITY, attempt, delays, circuit_waits=CIRCUIT_WAITS
+    result = yield from transfer_or_record(
+        context,
+        kind="media",
+        transfer=DOWNLOAD_ACTIVITY,
+        record=RECORD_MEDIA_FAILURE_ACTIVITY,
+        fallback=DEAD_LETTER_IN_BLOB_ACTIVITY,
+        circuit_waits=CIRCUIT_WAITS,
     )
-    failure = outcome_failure(outcome)
-    if failure is None:
-        return {"media_id": task["media_id"], "status": "uploaded", "retry_count": retries}
-    record = {
-        "kind": "media",
-        "task": task,
-        "failure": failure.to_dict(),
-        "retries": retries,
-        "exhausted": failure.category.is_retryable,
-        "instance_id": context.instance_id,
-        "replay": payload.get("replay"),
-    }
-    status = yield from record_or_fail(
-        context, RECORD_MEDIA_FAILURE_ACTIVITY, DEAD_LETTER_IN_BLOB_ACTIVITY, record, delays
-    )
-    return {"media_id": task["media_id"], "status": status, "retry_count": retries}
+    return result

@@ -13,7 +13,7 @@ from collections.abc import Generator
 from typing import Any
 
 from shared.ids import attachment_instance_id
-from shared.retry import call_with_retries, outcome_failure, record_or_fail
+from shared.retry import call_with_retries, outcome_failure, record_or_fail, transfer_or_record
 
 EVENT_ORCHESTRATOR = "xact_event_orchestrator"
 ATTACHMENT_ORCHESTRATOR = "xact_attachment_orchestrator"
@@ -67,25 +67,11 @@ def event_orchestrator(context: Any) -> Generator[Any, Any, dict[str, Any]]:
 
 
 def attachment_orchestrator(context: Any) -> Generator[Any, Any, dict[str, Any]]:
-    payload: dict[str, Any] = context.get_input()
-    task: dict[str, Any] = payload["task"]
-    delays: list[int] = payload["retry_delays"]
-    replay = payload.get("replay")  # a replayed transfer also marks the failed row it recovers
-    attempt = {**task, "replay": replay} if replay else task
-    outcome, retries = yield from call_with_retries(context, TRANSFER_ACTIVITY, attempt, delays)
-    failure = outcome_failure(outcome)
-    if failure is None:
-        return {"media_id": task["media_id"], "status": "uploaded", "retry_count": retries}
-    record = {
-        "kind": "attachment",
-        "task": task,
-        "failure": failure.to_dict(),
-        "retry_count": retries,
-        "exhausted": failure.category.is_retryable,
-        "instance_id": context.instance_id,
-        "replay": payload.get("replay"),
-    }
-    status: str = yield from record_or_fail(
-        context, RECORD_ATTACHMENT_FAILURE_ACTIVITY, DEAD_LETTER_IN_BLOB_ACTIVITY, record, delays
+    result = yield from transfer_or_record(
+        context,
+        kind="attachment",
+        transfer=TRANSFER_ACTIVITY,
+        record=RECORD_ATTACHMENT_FAILURE_ACTIVITY,
+        fallback=DEAD_LETTER_IN_BLOB_ACTIVITY,
     )
-    return {"media_id": task["media_id"], "status": status, "retry_count": retries}
+    return result

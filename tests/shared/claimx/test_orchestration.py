@@ -166,7 +166,7 @@ async def test_after_the_cap_an_open_circuit_spends_retries(host: LocalHost) -> 
     status = await run(host)
     assert status.runtime_status == "Completed"
     [failure] = Script.event_failures
-    assert failure["retries"] == 4 and failure["failure"]["category"] == "circuit_open"
+    assert failure["retry_count"] == 4 and failure["failure"]["category"] == "circuit_open"
     offsets = timer_offsets(await host.get_history("claimx-t-1"))
     assert len(offsets) == CIRCUIT_WAITS + 4
 
@@ -183,7 +183,7 @@ async def test_a_failed_download_is_recorded_with_its_retries(host: LocalHost) -
     Script.reset(enrich=[ok({"downloads": [TASK], "rejected": 0})], download=[TRANSIENT])
     await run(host)
     [record] = Script.recorded
-    assert (record["kind"], record["retries"], record["exhausted"]) == ("media", 4, True)
+    assert (record["kind"], record["retry_count"], record["exhausted"]) == ("media", 4, True)
 
 
 async def test_a_record_step_is_retried_by_class(host: LocalHost) -> None:
