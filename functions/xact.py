@@ -13,7 +13,7 @@ from shared.domains import Domain
 from shared.durable import DurableStarter
 from shared.errors import redacted_errors
 from shared.runtime import get_runtime
-from shared.telemetry import log_context, observed_orchestration
+from shared.telemetry import activity_log_context, log_context, observed_orchestration
 from shared.xact import activities
 from shared.xact.ingest import INGEST_STAGE, XactIngestor
 from shared.xact.orchestration import (
@@ -48,20 +48,20 @@ bp = df.Blueprint()
 )
 @bp.durable_client_input(client_name="client")
 async def xact_ingest(events: list[func.EventHubEvent], client: df.DurableOrchestrationClient) -> None:
-    runtime = get_runtime()
-    ingestor = XactIngestor(
-        latch=runtime.dedup,
-        staging=runtime.staging,
-        dead_letters=runtime.dead_letters,
-        failures=runtime.ingest_failures,
-        starter=DurableStarter(client),
-        retry_delays=runtime.settings.retry_delays_seconds,
-        now=utc_now,
-        pool=runtime.pool,
-    )
     enqueued = [event.enqueued_time for event in events if event.enqueued_time is not None]
-    # the host records a failed batch's error text: redacted
+    # the host records a failed batch's error text (the state tables opened at first use, too): redacted
     with log_context(domain=Domain.XACT, stage=INGEST_STAGE), redacted_errors():
+        runtime = get_runtime()
+        ingestor = XactIngestor(
+            latch=runtime.dedup,
+            staging=runtime.staging,
+            dead_letters=runtime.dead_letters,
+            failures=runtime.ingest_failures,
+            starter=DurableStarter(client),
+            retry_delays=runtime.settings.retry_delays_seconds,
+            now=utc_now,
+            pool=runtime.pool,
+        )
         report = await ingestor.ingest(
             [event.get_body() for event in events], enqueued_at=min(enqueued, default=None)
         )
@@ -90,40 +90,31 @@ def xact_attachment_orchestrator(context: df.DurableOrchestrationContext) -> Any
     return (yield from observed_orchestration(context, Domain.XACT, ATTACHMENT_ORCHESTRATOR, body))
 
 
-def _logged(stage: str, item: dict[str, Any]) -> Any:
-    """Log context of an activity: its stage, and the trace and instance its input names."""
-    record = item.get("record") or item
-    trace_id = (record.get("task") or record.get("event") or record).get("trace_id")
-    return log_context(
-        domain=Domain.XACT, stage=stage, trace_id=trace_id, instance_id=record.get("instance_id")
-    )
-
-
 @bp.activity_trigger(input_name="event")
 def xact_enrich(event: dict[str, Any]) -> dict[str, Any]:
-    with _logged(ENRICH_ACTIVITY, event), redacted_errors():
+    with activity_log_context(Domain.XACT, ENRICH_ACTIVITY, event), redacted_errors():
         return activities.enrich(event, get_runtime())
 
 
 @bp.activity_trigger(input_name="task")
 async def xact_transfer(task: dict[str, Any]) -> dict[str, Any]:
-    with _logged(TRANSFER_ACTIVITY, task), redacted_errors():
+    with activity_log_context(Domain.XACT, TRANSFER_ACTIVITY, task), redacted_errors():
         return await activities.transfer(task, get_runtime())
 
 
 @bp.activity_trigger(input_name="payload")
 def xact_record_attachment_failure(payload: dict[str, Any]) -> dict[str, Any]:
-    with _logged(RECORD_ATTACHMENT_FAILURE_ACTIVITY, payload), redacted_errors():
+    with activity_log_context(Domain.XACT, RECORD_ATTACHMENT_FAILURE_ACTIVITY, payload), redacted_errors():
         return activities.record_attachment_failure(payload, get_runtime())
 
 
 @bp.activity_trigger(input_name="payload")
 def xact_record_event_failure(payload: dict[str, Any]) -> dict[str, Any]:
-    with _logged(RECORD_EVENT_FAILURE_ACTIVITY, payload), redacted_errors():
+    with activity_log_context(Domain.XACT, RECORD_EVENT_FAILURE_ACTIVITY, payload), redacted_errors():
         return activities.record_event_failure(payload, get_runtime())
 
 
 @bp.activity_trigger(input_name="payload")
 def xact_dead_letter_in_blob(payload: dict[str, Any]) -> dict[str, Any]:
-    with _logged(DEAD_LETTER_IN_BLOB_ACTIVITY, payload), redacted_errors():
+    with activity_log_context(Domain.XACT, DEAD_LETTER_IN_BLOB_ACTIVITY, payload), redacted_errors():
         return activities.dead_letter_in_blob(payload, get_runtime())

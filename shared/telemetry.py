@@ -15,8 +15,8 @@ import contextvars
 import json
 import logging
 import os
-from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Generator, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +41,16 @@ def log_context(**fields: str | None) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
+
+
+def activity_log_context(domain: str, stage: str, item: Mapping[str, Any]) -> AbstractContextManager[None]:
+    """The log context of an activity: its domain and stage, and the trace and instance its input
+    names (a task, an event, or a failure record holding one)."""
+    record = item.get("record") or item
+    named = record.get("task") or record.get("event") or record
+    return log_context(
+        domain=domain, stage=stage, trace_id=named.get("trace_id"), instance_id=record.get("instance_id")
+    )
 
 
 class ContextFilter(logging.Filter):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import io
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from local_host import LocalHost, VirtualClock
 from shared.clock import install_clock, remove_clock
 from shared.runtime import get_runtime, reset_runtime
 from shared.storage import LakeLocation, StorageFactory
+from shared.telemetry import json_log_handler
 from tests.e2e.harness import CLAIMX_TOKEN, START, Pipeline
 
 
@@ -78,3 +81,17 @@ async def make_pipeline(
     for clock in clocks:
         remove_clock(clock)
     reset_runtime()
+
+
+@pytest.fixture
+def every_log_line() -> Iterator[io.StringIO]:
+    """Every record any logger emits, at every level, as the JSON lines a local run writes."""
+    stream = io.StringIO()
+    handler = json_log_handler(logging.DEBUG, stream)
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield stream
+    root.removeHandler(handler)
+    root.setLevel(level)

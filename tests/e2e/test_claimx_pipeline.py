@@ -3,6 +3,8 @@ Durable SDK replay, the ClaimX API and media served by the simulator, Delta tabl
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,14 +17,16 @@ from claimsflow.simulator import expected_bytes
 from local_host import EventType
 from shared.claimx.events import trace_id
 from shared.claimx.ingest import instance_id
-from shared.claimx.orchestration import media_instance_id
+from shared.claimx.orchestration import EVENT_ORCHESTRATOR, MEDIA_ORCHESTRATOR, media_instance_id
 from shared.claimx.tables import CLAIMX_TABLES
+from shared.metrics import INSTANCES_ENDED, INSTANCES_STARTED
 from tests.e2e.harness import CLAIMX_TOKEN, START, Pipeline
 
 pytestmark = pytest.mark.e2e
 
 MakePipeline = Callable[..., Awaitable[Pipeline]]
 AT = "2026-11-23T08:30:00Z"
+ORCHESTRATORS = (EVENT_ORCHESTRATOR, MEDIA_ORCHESTRATOR)
 AT_TIME = datetime(2026, 11, 23, 8, 30, tzinfo=START.tzinfo)
 
 
@@ -475,6 +479,33 @@ async def test_a_404_media_link_is_dead_lettered_without_a_refresh(make_pipeline
         str(pid),
     )
     assert "sign=" not in failed["attachment_url"]
+
+
+async def test_claimx_work_is_counted_and_logged_with_its_context(
+    make_pipeline: MakePipeline, every_log_line: io.StringIO
+) -> None:
+    """Like XACT's: each orchestration counted once as started and ended under the claimx domain, and
+    an activity's log lines carry the domain, the stage and the trace."""
+    pid = 5_400_004
+    pipeline = await make_pipeline(
+        _media_world(
+            pid, media_item(64), faults=[{"path_contains": "/media/64", "statuses": [404], "repeat": True}]
+        )
+    )
+    started = {name: INSTANCES_STARTED.total(domain="claimx", orchestrator=name) for name in ORCHESTRATORS}
+    ended = {name: INSTANCES_ENDED.total(domain="claimx", orchestrator=name) for name in ORCHESTRATORS}
+    await pipeline.deliver_claimx([claimx_body("PROJECT_FILE_ADDED", pid, AT, mediaId=64)])
+    await pipeline.settle()
+    for name in ORCHESTRATORS:
+        assert INSTANCES_STARTED.total(domain="claimx", orchestrator=name) == started[name] + 1
+        assert INSTANCES_ENDED.total(domain="claimx", orchestrator=name) == ended[name] + 1
+    lines = [json.loads(line) for line in every_log_line.getvalue().splitlines()]
+    [failure] = [line for line in lines if line["message"] == "claimx media download failed"]
+    assert (failure["domain"], failure["stage"], failure["trace_id"]) == (
+        "claimx",
+        "claimx_download",
+        tid("PROJECT_FILE_ADDED", pid, media_id="64"),
+    )
 
 
 async def test_a_redirect_to_a_private_address_is_refused(make_pipeline: MakePipeline) -> None:

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from shared import metrics
-from shared.telemetry import json_log_handler
 from tests.conftest import exported_points
 from tests.e2e.harness import Pipeline, xact_body
 
@@ -30,20 +28,6 @@ def signed(path: str) -> str:
         f"https://{S3_HOST}{path}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20991231T000000Z"
         f"&X-Amz-Expires=604800&X-Amz-Credential=AKIAPLANTED%2F20991231&X-Amz-Signature={SIGNATURE}"
     )
-
-
-@pytest.fixture
-def every_log_line() -> Iterator[io.StringIO]:
-    """Every record any logger emits, at every level, as the JSON lines a local run writes."""
-    stream = io.StringIO()
-    handler = json_log_handler(logging.DEBUG, stream)
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield stream
-    root.removeHandler(handler)
-    root.setLevel(level)
 
 
 async def test_no_secret_reaches_logs_metrics_dead_letters_or_tables(

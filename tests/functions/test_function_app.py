@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
@@ -11,8 +13,10 @@ import pytest
 
 import function_app
 from functions.lakehouse import LakehouseTimerError
+from local_host.http_api import ManagementUrls
 from local_host.indexing import app_functions
 from shared.config import Settings
+from shared.errors import ActivityError
 from shared.health import check_readiness, register_readiness_check, remove_readiness_check
 from shared.runtime import reset_runtime
 from shared.storage import LakeLocation, StorageFactory
@@ -217,3 +221,34 @@ def test_flush_timer_fails_loudly_when_a_table_cannot_be_written(
         assert get_runtime().staging.count(XACT_ATTACHMENTS_FAILED) == 1  # nothing lost
     finally:
         reset_runtime()
+
+
+# The durable client input as the host passes it; the batch fails before it is used.
+CLIENT = json.dumps(
+    ManagementUrls("http://127.0.0.1:9/runtime/webhooks/durabletask", "hub", "Storage", "key").client_binding(
+        "http://127.0.0.1:9/durabletask/"
+    )
+)
+XACT_BODY = b'{"traceId": "t-1", "type": "verisk.claims.property.xn.documentsReceived", "data": "{}"}'
+CLAIMX_BODY = b'{"eventType": "PROJECT_CREATED", "projectId": 1, "ingestedAt": "2026-11-23T08:30:00Z"}'
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("name", "body"), [("xact_ingest", XACT_BODY), ("claimx_ingest", CLAIMX_BODY)])
+def test_an_ingest_that_storage_fails_raises_a_redacted_error(
+    name: str, body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host keeps a failed batch's error text, so both ingests raise it through the redaction."""
+    monkeypatch.setenv(
+        "AzureWebJobsStorage",
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;",
+    )
+    event = func.EventHubEvent(body=body, enqueued_time=datetime(2026, 11, 23, 8, 30, tzinfo=UTC))
+    reset_runtime()
+    try:
+        with pytest.raises(ActivityError) as caught:
+            asyncio.run(functions_by_name()[name].get_user_function()(events=[event], client=CLIENT))
+    finally:
+        reset_runtime()
+    assert "a2V5" not in str(caught.value)
