@@ -25,6 +25,21 @@ PURGED_BY_TIMER = (OrchestrationRuntimeStatus.Completed, OrchestrationRuntimeSta
 PURGE_WINDOW = timedelta(days=2)  # a window this wide survives a day of downtime
 
 
+class OrchestrationStarter(Protocol):
+    """Starts an orchestration unless an instance with that id exists; a finished one is run
+    again only when ``rerun_finished`` (the event is new again after the dedup TTL). Idempotent:
+    a start by the same event (a concurrent one included) is success. :class:`DurableStarter` is
+    the real one; ingest and replay of every domain take this."""
+
+    async def start_once(
+        self, orchestrator: str, instance_id: str, payload: dict[str, Any], *, rerun_finished: bool = False
+    ) -> bool: ...
+
+    async def exists(self, instance_id: str) -> bool:
+        """Whether an instance with this id exists, in any state."""
+        ...
+
+
 class DurableClient(Protocol):
     async def get_status(self, instance_id: str) -> Any: ...
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from shared.claimx.replay import CLAIMX_REPLAY
 from shared.clock import utc_now
+from shared.durable import OrchestrationStarter
 from shared.runtime import Runtime
 from shared.state.deadletter import DeadLetterFilter, DeadLetterStatus
 from shared.state.replay import ReplayRequest, ReplayStart
-from shared.xact.ingest import OrchestrationStarter
 from shared.xact.replay import XACT_REPLAY
 
 # Each domain's stages: a handler takes the request, the runtime (it satisfies each domain's

@@ -29,9 +29,10 @@ LEAVES = frozenset(
         "storage",
         "pool",
         "retry",
+        "durable",
     }
 )
-WIRING = frozenset({"durable", "runtime", "health", "invariants", "ops"})
+WIRING = frozenset({"runtime", "health", "invariants", "ops"})
 DOMAINS = frozenset({"xact", "claimx"})
 # What each part of shared/ may import from shared/, besides itself.
 ALLOWED: dict[str, frozenset[str]] = {

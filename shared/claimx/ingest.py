@@ -15,13 +15,14 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from shared import clock, metrics
 from shared.claimx.events import ClaimXEvent, InvalidBody, parse_claimx_body
 from shared.claimx.tables import CLAIMX_EVENTS
 from shared.clock import utc_now
 from shared.domains import Domain
+from shared.durable import OrchestrationStarter
 from shared.errors import ErrorCategory, classify_exception
 from shared.lake.staging import StagingTable
 from shared.pool import IoPool
@@ -41,17 +42,6 @@ class Message:
 
     body: bytes | str
     enqueued_at: datetime
-
-
-class Starter(Protocol):
-    """Starts an orchestration unless an instance with that id exists; a finished one is run again
-    only when ``rerun_finished``. Idempotent: a start by the same event is success."""
-
-    async def start_once(
-        self, orchestrator: str, instance_id: str, payload: dict[str, Any], *, rerun_finished: bool = False
-    ) -> bool: ...
-
-    async def exists(self, instance_id: str) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -100,7 +90,7 @@ class ClaimXIngestor:
     staging: StagingTable
     dead_letters: DeadLetterStore
     failures: FailureLedger
-    starter: Starter
+    starter: OrchestrationStarter
     retry_delays: Sequence[int]
     pool: IoPool
     sleep: Callable[[float], Awaitable[None]] = clock.sleep

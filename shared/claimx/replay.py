@@ -8,17 +8,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from shared.claimx.activities import DOWNLOAD_STAGE, ENRICH_STAGE
-from shared.claimx.ingest import INGEST_STAGE, ClaimXIngestor, Message, Starter, instance_id
+from shared.claimx.ingest import INGEST_STAGE, ClaimXIngestor, Message, instance_id
 from shared.claimx.orchestration import EVENT_ORCHESTRATOR, MEDIA_ORCHESTRATOR, media_instance_id
+from shared.durable import OrchestrationStarter
 from shared.lake.staging import StagingTable
 from shared.pool import IoPool
 from shared.state.deadletter import DeadLetterStore
 from shared.state.dedup import DedupLatch
 from shared.state.failures import FailureLedger
-from shared.state.replay import ReplayRequest, ReplayStart, replay_instance_id, replay_marker
+from shared.state.replay import ReplayRequest, ReplayStart, replayed_task, start_replay
 
 
 class ReplayServices(Protocol):
@@ -36,32 +37,27 @@ class ReplayServices(Protocol):
     def ingest_failures(self) -> FailureLedger: ...
 
 
-def _payload(request: ReplayRequest) -> dict[str, Any]:
-    payload = request.letter.payload
-    return dict(payload) if isinstance(payload, dict) else {}
-
-
-async def replay_download(request: ReplayRequest, services: ReplayServices, starter: Starter) -> ReplayStart:
-    task = _payload(request)
-    task.pop("retry_count", None)
+async def replay_download(
+    request: ReplayRequest, services: ReplayServices, starter: OrchestrationStarter
+) -> ReplayStart:
+    task = replayed_task(request)
     original = request.letter.instance_id or media_instance_id(
         instance_id(task["trace_id"]), task["media_id"]
     )
-    new_id = replay_instance_id(original, request.generation)
-    payload = {"task": task, "retry_delays": list(request.retry_delays), "replay": replay_marker(request)}
-    return ReplayStart(new_id, await starter.start_once(MEDIA_ORCHESTRATOR, new_id, payload))
+    return await start_replay(request, starter, MEDIA_ORCHESTRATOR, original, {"task": task})
 
 
-async def replay_enrich(request: ReplayRequest, services: ReplayServices, starter: Starter) -> ReplayStart:
-    event = _payload(request)
-    event.pop("retry_count", None)
+async def replay_enrich(
+    request: ReplayRequest, services: ReplayServices, starter: OrchestrationStarter
+) -> ReplayStart:
+    event = replayed_task(request)
     original = request.letter.instance_id or instance_id(event["trace_id"])
-    new_id = replay_instance_id(original, request.generation)
-    payload = {**event, "retry_delays": list(request.retry_delays), "replay": replay_marker(request)}
-    return ReplayStart(new_id, await starter.start_once(EVENT_ORCHESTRATOR, new_id, payload))
+    return await start_replay(request, starter, EVENT_ORCHESTRATOR, original, event)
 
 
-async def replay_ingest(request: ReplayRequest, services: ReplayServices, starter: Starter) -> ReplayStart:
+async def replay_ingest(
+    request: ReplayRequest, services: ReplayServices, starter: OrchestrationStarter
+) -> ReplayStart:
     body = request.letter.payload if isinstance(request.letter.payload, str) else ""
     ingestor = ClaimXIngestor(
         latch=services.dedup,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from shared.durable import OrchestrationStarter
 from shared.state.deadletter import DeadLetter
 
 _REPLAY_SUFFIX = re.compile(r":replay\d+$")
@@ -45,3 +46,30 @@ def replay_generation(record: dict[str, Any]) -> int:
     """The replay a failure belongs to (0 for the original run): a replay that fails again reopens
     its dead letter."""
     return int((record.get("replay") or {}).get("generation", 0))
+
+
+def replayed_task(request: ReplayRequest) -> dict[str, Any]:
+    """The dead letter's original task or event, to run again: a copy without its retry count, so
+    the replay starts from 0."""
+    payload = request.letter.payload
+    task = dict(payload) if isinstance(payload, dict) else {}
+    task.pop("retry_count", None)
+    return task
+
+
+async def start_replay(
+    request: ReplayRequest,
+    starter: OrchestrationStarter,
+    orchestrator: str,
+    original_instance_id: str,
+    orchestration_input: dict[str, Any],
+) -> ReplayStart:
+    """Start the replay's orchestration once, under :func:`replay_instance_id`, with the retry
+    schedule and the :func:`replay_marker` added to its input."""
+    instance_id = replay_instance_id(original_instance_id, request.generation)
+    payload = {
+        **orchestration_input,
+        "retry_delays": list(request.retry_delays),
+        "replay": replay_marker(request),
+    }
+    return ReplayStart(instance_id, await starter.start_once(orchestrator, instance_id, payload))

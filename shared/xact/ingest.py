@@ -23,10 +23,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from shared import clock, metrics
 from shared.domains import Domain
+from shared.durable import OrchestrationStarter
 from shared.errors import ErrorCategory, classify_exception
 from shared.ids import event_id as derive_event_id
 from shared.ids import xact_instance_id
@@ -44,20 +45,6 @@ log = logging.getLogger(__name__)
 
 INGEST_STAGE = "xact_ingest"
 OUTCOMES = ("received", "accepted", "duplicates", "skipped", "invalid")
-
-
-class OrchestrationStarter(Protocol):
-    """Starts an orchestration unless an instance with that id exists; a finished one is run
-    again only when ``rerun_finished`` (the event is new again after the dedup TTL). Idempotent:
-    a start by the same event (a concurrent one included) is success."""
-
-    async def start_once(
-        self, orchestrator: str, instance_id: str, payload: dict[str, Any], *, rerun_finished: bool = False
-    ) -> bool: ...
-
-    async def exists(self, instance_id: str) -> bool:
-        """Whether an instance with this id exists, in any state."""
-        ...
 
 
 @dataclass(slots=True)

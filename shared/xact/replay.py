@@ -13,17 +13,18 @@ finds the instance and starts nothing (docs/architecture.md, section 5).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
+from shared.durable import OrchestrationStarter
 from shared.ids import attachment_instance_id, event_id, xact_instance_id
 from shared.lake.staging import StagingTable
 from shared.pool import IoPool
 from shared.state.deadletter import DeadLetterStore
 from shared.state.dedup import DedupLatch
 from shared.state.failures import FailureLedger
-from shared.state.replay import ReplayRequest, ReplayStart, replay_instance_id, replay_marker
+from shared.state.replay import ReplayRequest, ReplayStart, replayed_task, start_replay
 from shared.xact.activities import ENRICH_STAGE, TRANSFER_STAGE
-from shared.xact.ingest import INGEST_STAGE, OrchestrationStarter, XactIngestor
+from shared.xact.ingest import INGEST_STAGE, XactIngestor
 from shared.xact.orchestration import ATTACHMENT_ORCHESTRATOR, EVENT_ORCHESTRATOR
 
 
@@ -45,29 +46,19 @@ class ReplayServices(Protocol):
 async def replay_transfer(
     request: ReplayRequest, services: ReplayServices, starter: OrchestrationStarter
 ) -> ReplayStart:
-    letter = request.letter
-    task: dict[str, Any] = dict(letter.payload) if isinstance(letter.payload, dict) else {}
-    task.pop("retry_count", None)
-    original = letter.instance_id or attachment_instance_id(
+    task = replayed_task(request)
+    original = request.letter.instance_id or attachment_instance_id(
         xact_instance_id(event_id(task["trace_id"])), task["media_id"]
     )
-    instance_id = replay_instance_id(original, request.generation)
-    payload = {"task": task, "retry_delays": list(request.retry_delays), "replay": replay_marker(request)}
-    started = await starter.start_once(ATTACHMENT_ORCHESTRATOR, instance_id, payload)
-    return ReplayStart(instance_id, started)
+    return await start_replay(request, starter, ATTACHMENT_ORCHESTRATOR, original, {"task": task})
 
 
 async def replay_enrich(
     request: ReplayRequest, services: ReplayServices, starter: OrchestrationStarter
 ) -> ReplayStart:
-    letter = request.letter
-    event: dict[str, Any] = dict(letter.payload) if isinstance(letter.payload, dict) else {}
-    event.pop("retry_count", None)
-    original = letter.instance_id or xact_instance_id(event["event_id"])
-    instance_id = replay_instance_id(original, request.generation)
-    payload = {**event, "retry_delays": list(request.retry_delays), "replay": replay_marker(request)}
-    started = await starter.start_once(EVENT_ORCHESTRATOR, instance_id, payload)
-    return ReplayStart(instance_id, started)
+    event = replayed_task(request)
+    original = request.letter.instance_id or xact_instance_id(event["event_id"])
+    return await start_replay(request, starter, EVENT_ORCHESTRATOR, original, event)
 
 
 async def replay_ingest(
