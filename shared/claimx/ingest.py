@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from shared import clock, metrics
+from shared import clock
 from shared.claimx.events import ClaimXEvent, InvalidBody, parse_claimx_body
 from shared.claimx.tables import CLAIMX_EVENTS
 from shared.clock import utc_now
@@ -28,7 +28,7 @@ from shared.lake.staging import StagingTable
 from shared.pool import IoPool
 from shared.state.deadletter import DeadLetter, DeadLetterReason, DeadLetterStore, raw_body_id
 from shared.state.dedup import Claim, DedupLatch
-from shared.state.failures import POISON_AFTER, FailureLedger, PoisonGuard, failure_summary
+from shared.state.failures import POISON_AFTER, FailureLedger, IngestReport, PoisonGuard, failure_summary
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +42,6 @@ class Message:
 
     body: bytes | str
     enqueued_at: datetime
-
-
-@dataclass(slots=True)
-class IngestReport:
-    received: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    skipped: int = 0
-    invalid: int = 0
-    poison: int = 0  # bodies a batch that kept failing was split to find (counted in ``invalid`` too)
-    started: list[str] = field(default_factory=list)
-
-    def add(self, other: IngestReport) -> None:
-        for name in ("received", "accepted", "duplicates", "skipped", "invalid", "poison"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.started += other.started
 
 
 def instance_id(trace_id: str) -> str:
@@ -106,10 +90,7 @@ class ClaimXIngestor:
         if poison:
             letters = [self._poison_letter(message, exc) for message, exc in poison]
             await self.pool.run(self.pool.map, self.dead_letters.record, letters)
-            report.received += len(poison)
-            report.invalid += len(poison)
-            report.poison = len(poison)
-            metrics.EVENTS.add(len(poison), domain=Domain.CLAIMX, outcome="invalid")
+            report.add_poison(len(poison), Domain.CLAIMX)
         return report
 
     async def _ingest(self, messages: Sequence[Message]) -> IngestReport:
@@ -158,14 +139,7 @@ class ClaimXIngestor:
         report.started = [
             instance_id(event.trace_id) for (event, _), new in zip(claimed, started, strict=True) if new
         ]
-        for outcome, count in (
-            ("accepted", report.accepted),
-            ("duplicate", report.duplicates),
-            ("skipped", report.skipped),
-            ("invalid", report.invalid),
-        ):
-            metrics.EVENTS.add(count, domain=Domain.CLAIMX, outcome=outcome)
-        metrics.DEDUP_HITS.add(report.duplicates, domain=Domain.CLAIMX)
+        report.count_outcomes(Domain.CLAIMX)
         for event in skipped:
             log.info(
                 "claimx event skipped",

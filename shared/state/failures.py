@@ -7,6 +7,8 @@ Functions host restarts the worker after a crash or a timeout, and Event Hubs mo
 between instances and delivers from the last checkpoint, often in batches of another shape. A
 count per body survives all of that; a count per batch or per process would start over each
 time, and the poison body would hold its partition forever.
+
+Beside it, :class:`IngestReport`: what every domain's ingest makes of a batch, poison included.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
@@ -23,6 +25,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared import metrics
 from shared.errors import MAX_ERROR_CHARS, is_outage
 from shared.pool import IoPool
 from shared.redact import redact_text
@@ -117,6 +120,43 @@ def body_digest(body: bytes | str) -> str:
 
 def failure_summary(exc: BaseException) -> str:
     return redact_text(f"{type(exc).__name__}: {exc}")[:300]
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What one delivered batch came to, in any domain: every body counted once, as accepted,
+    duplicate, skipped or invalid."""
+
+    received: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    invalid: int = 0
+    poison: int = 0  # invalid bodies found by isolating a failing batch (counted in ``invalid`` too)
+    started: list[str] = field(default_factory=list)
+
+    def add(self, other: IngestReport) -> None:
+        for name in ("received", "accepted", "duplicates", "skipped", "invalid", "poison"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.started += other.started
+
+    def count_outcomes(self, domain: str) -> None:
+        """The batch's outcomes into the ``events`` and ``dedup.hits`` metrics."""
+        for outcome, count in (
+            ("accepted", self.accepted),
+            ("duplicate", self.duplicates),
+            ("skipped", self.skipped),
+            ("invalid", self.invalid),
+        ):
+            metrics.EVENTS.add(count, domain=domain, outcome=outcome)
+        metrics.DEDUP_HITS.add(self.duplicates, domain=domain)
+
+    def add_poison(self, count: int, domain: str) -> None:
+        """Bodies :class:`PoisonGuard` isolated (dead-lettered by the caller): received and invalid."""
+        self.received += count
+        self.invalid += count
+        self.poison = count
+        metrics.EVENTS.add(count, domain=domain, outcome="invalid")
 
 
 @dataclass(slots=True)

@@ -20,12 +20,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
 from typing import Any
 
-from shared import clock, metrics
+from shared import clock
 from shared.domains import Domain
 from shared.durable import OrchestrationStarter
 from shared.errors import ErrorCategory, classify_exception
@@ -35,7 +35,7 @@ from shared.lake.staging import Origin, StagingTable, UnstageableRow
 from shared.pool import IoPool
 from shared.state.deadletter import DeadLetter, DeadLetterReason, DeadLetterStore, raw_body_id
 from shared.state.dedup import COMMIT_DELAY, Claim, DedupLatch
-from shared.state.failures import POISON_AFTER, FailureLedger, PoisonGuard, failure_summary
+from shared.state.failures import POISON_AFTER, FailureLedger, IngestReport, PoisonGuard, failure_summary
 from shared.xact.events import InvalidBody, XactEvent, decode_body, parse_xact_body
 from shared.xact.orchestration import EVENT_ORCHESTRATOR
 from shared.xact.rows import event_row
@@ -44,23 +44,6 @@ from shared.xact.tables import XACT_EVENTS
 log = logging.getLogger(__name__)
 
 INGEST_STAGE = "xact_ingest"
-OUTCOMES = ("received", "accepted", "duplicates", "skipped", "invalid")
-
-
-@dataclass(slots=True)
-class IngestReport:
-    received: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    skipped: int = 0
-    invalid: int = 0
-    poison: int = 0  # invalid bodies found by isolating a failing batch (counted in ``invalid`` too)
-    started: list[str] = field(default_factory=list)
-
-    def add(self, other: IngestReport) -> None:
-        for name in (*OUTCOMES, "poison"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.started += other.started
 
 
 def orchestration_input(
@@ -124,9 +107,7 @@ class XactIngestor:
             report.add(part)
         if poison:
             await self._dead_letter_poison(poison)
-            report.received += len(poison)
-            report.invalid += len(poison)
-            report.poison = len(poison)
+            report.add_poison(len(poison), Domain.XACT)
         # Done marks of earlier deliveries that no claim carried out yet (quiet partitions). They
         # are an optimisation: the batch went through even if they cannot be written now.
         try:
@@ -165,7 +146,7 @@ class XactIngestor:
 
         if prepared:
             await self._claim_and_process(prepared, report, created_at, origin)
-        _count(report)
+        report.count_outcomes(Domain.XACT)
         return report
 
     def _prepare(self, event: XactEvent, created_at: datetime) -> _Prepared | InvalidBody:
@@ -254,7 +235,6 @@ class XactIngestor:
     async def _dead_letter_poison(self, poison: Sequence[tuple[bytes | str, BaseException]]) -> None:
         letters = [self._poison_letter(body, exc) for body, exc in poison]
         await self.pool.run(self.pool.map, self.dead_letters.record, letters)
-        metrics.EVENTS.add(len(poison), domain=Domain.XACT.value, outcome="invalid")
 
     def _poison_letter(self, body: bytes | str, exc: BaseException) -> DeadLetter:
         decoded = decode_body(body)
@@ -285,15 +265,3 @@ class XactIngestor:
             payload=body.raw,
             created_at=self.now(),
         )
-
-
-def _count(report: IngestReport) -> None:
-    domain = Domain.XACT.value
-    for outcome, count in (
-        ("accepted", report.accepted),
-        ("duplicate", report.duplicates),
-        ("skipped", report.skipped),
-        ("invalid", report.invalid),
-    ):
-        metrics.EVENTS.add(count, domain=domain, outcome=outcome)
-    metrics.DEDUP_HITS.add(report.duplicates, domain=domain)
