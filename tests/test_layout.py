@@ -30,6 +30,7 @@ LEAVES = frozenset(
         "pool",
         "retry",
         "durable",
+        "bodies",
     }
 )
 WIRING = frozenset({"runtime", "health", "invariants", "ops"})

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from shared.bodies import InvalidBody, decode_body
+
 PROJECT_CREATED = "PROJECT_CREATED"
 PROJECT_MFN_ADDED = "PROJECT_MFN_ADDED"
 PROJECT_FILE_ADDED = "PROJECT_FILE_ADDED"
@@ -48,7 +50,7 @@ EVENT_TYPES = frozenset(
 SKIP_UNKNOWN_TYPE = "unknown_event_type"
 # Event Hubs carries at most 1 MB; a ClaimX body is a few hundred bytes. Anything near the limit is
 # not a webhook, and refusing it early keeps a hostile body from costing a parse.
-MAX_BODY_CHARS = 200_000
+MAX_BODY_BYTES = 200_000
 MAX_FIELD_CHARS = 1_000  # ids, names and timestamps; a longer one is not a ClaimX value
 
 
@@ -89,14 +91,6 @@ class ClaimXEvent:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class InvalidBody:
-    """A body that cannot be a ClaimX event; kept whole for the dead letter."""
-
-    raw: str
-    reason: str
-
-
 def trace_id(
     project_id: str,
     event_type: str,
@@ -127,10 +121,9 @@ class _Invalid(ValueError):
 def parse_claimx_body(body: bytes | str, *, enqueued_at: datetime) -> ClaimXEvent | InvalidBody:
     """Parse one Event Hub body; never raises for bad input. ``enqueued_at`` stands in for a
     missing ``ingestedAt``."""
-    raw = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
-    raw = raw.removeprefix("\ufeff")
-    if len(raw) > MAX_BODY_CHARS:
-        return InvalidBody(raw=raw, reason=f"body of {len(raw)} characters exceeds {MAX_BODY_CHARS}")
+    raw = decode_body(body, max_bytes=MAX_BODY_BYTES)
+    if isinstance(raw, InvalidBody):
+        return raw
     try:
         data = json.loads(raw)
     except RecursionError:

@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from shared import clock
-from shared.claimx.events import ClaimXEvent, InvalidBody, parse_claimx_body
+from shared.bodies import InvalidBody, decode_body
+from shared.claimx.events import MAX_BODY_BYTES, ClaimXEvent, parse_claimx_body
 from shared.claimx.tables import CLAIMX_EVENTS
 from shared.clock import utc_now
 from shared.domains import Domain
@@ -164,7 +165,8 @@ class ClaimXIngestor:
             log.warning("could not release %d dedup latches; they stay pending and are reclaimed", failed)
 
     def _poison_letter(self, message: Message, exc: BaseException) -> DeadLetter:
-        raw = message.body if isinstance(message.body, str) else message.body.decode("utf-8", "replace")
+        decoded = decode_body(message.body, max_bytes=MAX_BODY_BYTES)
+        raw = decoded.raw if isinstance(decoded, InvalidBody) else decoded
         letter = self._letter(
             InvalidBody(
                 raw, f"its batch failed {POISON_AFTER} times and it fails alone: {failure_summary(exc)}"

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shared.bodies import InvalidBody, decode_body
 from shared.ids import event_id as derive_event_id
 from shared.ids import status_subtype as derive_status_subtype
 
@@ -33,7 +34,6 @@ MAX_DEPTH = 32  # arrays and objects inside one another; real events use five
 # Azure Tables keep Edm.DateTime from 1601-01-01 to 9999-12-31 (UTC).
 EARLIEST = datetime(1601, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
-BOM = b"\xef\xbb\xbf"
 
 
 class XactEnvelope(BaseModel):
@@ -111,17 +111,9 @@ class XactEvent:
         return None if self.assignment_id else SKIP_NO_ASSIGNMENT
 
 
-@dataclass(frozen=True, slots=True)
-class InvalidBody:
-    """A body that cannot be an XACT event; kept whole for the dead letter."""
-
-    raw: str
-    reason: str
-
-
 def parse_xact_body(body: bytes | str) -> XactEvent | InvalidBody:
     """Parse one Event Hub body; never raises, whatever the body holds."""
-    decoded = decode_body(body)
+    decoded = decode_body(body, max_bytes=MAX_BODY_BYTES)
     if isinstance(decoded, InvalidBody):
         return decoded
     try:
@@ -132,32 +124,6 @@ def parse_xact_body(body: bytes | str) -> XactEvent | InvalidBody:
         return InvalidBody(raw=decoded, reason=f"nested deeper than {MAX_DEPTH} levels")
     except Exception as exc:  # containment: whatever else a body makes the parser raise is its own
         return InvalidBody(raw=decoded, reason=f"cannot be read ({type(exc).__name__})")
-
-
-def decode_body(body: bytes | str) -> str | InvalidBody:
-    """The body as text: UTF-8, a leading BOM dropped, at most :data:`MAX_BODY_BYTES`. Text that
-    cannot be stored as UTF-8 is invalid; its dead letter keeps the bytes as escapes."""
-    if isinstance(body, str):
-        text = body.removeprefix("\ufeff")
-        try:
-            size = len(text.encode("utf-8"))
-        except UnicodeEncodeError as exc:
-            return InvalidBody(_escaped(text), f"not Unicode text (lone surrogate at character {exc.start})")
-    else:
-        data = body.removeprefix(BOM)
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raw = data.decode("utf-8", errors="backslashreplace")
-            return InvalidBody(raw, f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})")
-        size = len(data)
-    if size > MAX_BODY_BYTES:
-        return InvalidBody(text, f"body of {size} bytes exceeds {MAX_BODY_BYTES}")
-    return text
-
-
-def _escaped(text: str) -> str:
-    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 def _parse(raw: str) -> XactEvent | InvalidBody:

@@ -26,6 +26,7 @@ from functools import partial
 from typing import Any
 
 from shared import clock
+from shared.bodies import InvalidBody, decode_body
 from shared.domains import Domain
 from shared.durable import OrchestrationStarter
 from shared.errors import ErrorCategory, classify_exception
@@ -36,7 +37,7 @@ from shared.pool import IoPool
 from shared.state.deadletter import DeadLetter, DeadLetterReason, DeadLetterStore, raw_body_id
 from shared.state.dedup import COMMIT_DELAY, Claim, DedupLatch
 from shared.state.failures import POISON_AFTER, FailureLedger, IngestReport, PoisonGuard, failure_summary
-from shared.xact.events import InvalidBody, XactEvent, decode_body, parse_xact_body
+from shared.xact.events import MAX_BODY_BYTES, XactEvent, parse_xact_body
 from shared.xact.orchestration import EVENT_ORCHESTRATOR
 from shared.xact.rows import event_row
 from shared.xact.tables import XACT_EVENTS
@@ -237,7 +238,7 @@ class XactIngestor:
         await self.pool.run(self.pool.map, self.dead_letters.record, letters)
 
     def _poison_letter(self, body: bytes | str, exc: BaseException) -> DeadLetter:
-        decoded = decode_body(body)
+        decoded = decode_body(body, max_bytes=MAX_BODY_BYTES)
         raw = decoded.raw if isinstance(decoded, InvalidBody) else decoded
         return self._letter(
             InvalidBody(raw, ""),

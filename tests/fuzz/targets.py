@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import atheris
 
 with atheris.instrument_imports(include=["shared"]):
+    from shared.bodies import InvalidBody
     from shared.errors import ClassifiedError, ErrorCategory
     from shared.ids import media_id
     from shared.lake.staging import (
@@ -36,7 +37,7 @@ with atheris.instrument_imports(include=["shared"]):
     from shared.transfer.filetypes import file_name_of
     from shared.transfer.stores import checked_path
     from shared.transfer.urls import UrlPolicy
-    from shared.xact.events import InvalidBody, XactEvent, parse_xact_body
+    from shared.xact.events import XactEvent, parse_xact_body
     from shared.xact.paths import AttachmentTarget, attachment_targets
     from shared.xact.rows import event_row
     from shared.xact.tables import XACT_EVENTS

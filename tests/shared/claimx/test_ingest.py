@@ -1,6 +1,6 @@
 """ClaimX ingest against real Azurite tables: counts, unknown types, stable ids from the enqueued
 time across redelivery, latches released on a storage failure, a poison body isolated after its
-batch kept failing."""
+batch kept failing, hostile bodies each counted once while the rest of their batch goes on."""
 
 from __future__ import annotations
 
@@ -157,3 +157,48 @@ async def test_a_poison_body_is_isolated_after_repeated_failures(runtime: Runtim
     [letter] = runtime.dead_letters.list()
     assert (letter.reason, letter.stage) == (DeadLetterReason.POISON, "claimx_ingest")
     assert letter.payload == bodies[4] and "rejected the input" in letter.error
+
+
+def hostile_claimx_lines() -> dict[str, str | bytes]:
+    """The hostile classes of the XACT acceptance, in ClaimX's shape: dates, depth, size, Unicode,
+    path escapes in ids, a BOM, bytes that are not UTF-8."""
+    return {
+        "ingestedAt in year 9999 with a -23:00 offset": claimx_body(
+            "PROJECT_CREATED", 101, "9999-12-31T23:00:00-23:00"
+        ),
+        "100,000 nested brackets": '{"eventType": "PROJECT_CREATED", "projectId": 102, "x": '
+        + "[" * 100_000
+        + "}",
+        "a 40,000-character master file name": claimx_body(
+            "PROJECT_MFN_ADDED", 103, AT, masterFileName="m" * 40_000
+        ),
+        "a media id that climbs out of its folder": claimx_body(
+            "PROJECT_FILE_ADDED", 104, AT, mediaId="../../../../other/evil"
+        ),
+        "a project id past any integer": '{"eventType": "PROJECT_CREATED", "projectId": 1' + "0" * 400 + "}",
+        "a lone surrogate in the event type": '{"eventType": "\\ud800", "projectId": 106}',
+        "bytes that are not UTF-8": b'{"eventType": "PROJECT_CREATED", "projectId": 107, "n": "\xff\xfe"}',
+        "a body over the limit": claimx_body("PROJECT_CREATED", 108, AT, note="x" * 300_000),
+        "a BOM before a valid body": b"\xef\xbb\xbf" + claimx_body("PROJECT_CREATED", 109, AT).encode(),
+        "text with a lone surrogate (a body handed on as text)": '{"eventType": "PROJECT_CREATED", '
+        '"projectId": 110, "n": "\ud800"}',
+    }
+
+
+async def test_hostile_bodies_are_each_counted_once_and_the_batch_goes_on(runtime: Runtime) -> None:
+    hostile = hostile_claimx_lines()
+    good = [claimx_body("PROJECT_CREATED", n, AT) for n in (1, 2, 3)]
+    batch = [Message(body, ENQUEUED) for body in [*hostile.values(), *good]]
+    starter = Instances()
+    report = await ingestor(runtime, starter).ingest(batch)
+    outcomes = (report.accepted, report.duplicates, report.skipped, report.invalid)
+    assert report.received == len(batch) == sum(outcomes)
+    # invalid: the date, the nesting, the long name, both surrogates, the bytes, the size; the rest
+    # are events (ids are data here: paths are made safe where they are built, test_paths.py)
+    assert outcomes == (6, 0, 0, 7)
+    for project in ("1", "2", "3", "109"):  # the good ones and the BOM body
+        assert instance_id(trace_id(project, "PROJECT_CREATED", AT)) in starter.instances
+    letters = runtime.dead_letters.list()
+    assert len(letters) == report.invalid
+    assert all(letter.reason is DeadLetterReason.INVALID and letter.error for letter in letters)
+    assert all(isinstance(letter.payload, str) and letter.payload.encode("utf-8") for letter in letters)

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from azure.data.tables import TableServiceClient
-from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import HealthCheck, Phase, assume, find, given, settings
 from hypothesis import strategies as st
 
+from shared.bodies import InvalidBody
 from shared.errors import ClassifiedError, ErrorCategory
 from shared.ids import media_id
 from shared.lake.staging import MAX_ENTITY_BYTES, StagingTable, UnstageableRow, check_entity
@@ -20,7 +21,7 @@ from shared.pool import IoPool
 from shared.redact import public_url, redact_json_text, redact_text, redact_url
 from shared.transfer.stores import checked_path
 from shared.transfer.urls import UrlPolicy
-from shared.xact.events import InvalidBody, XactEvent, parse_xact_body
+from shared.xact.events import XactEvent, parse_xact_body
 from shared.xact.paths import MAX_FILE_NAME_BYTES, AttachmentTarget, attachment_targets
 from shared.xact.rows import event_row
 from shared.xact.tables import XACT_EVENTS
@@ -152,6 +153,9 @@ def test_the_url_policy_only_ever_refuses_permanently(url: str) -> None:
 def test_paths_are_safe_unique_and_independent_of_order(
     subtype: str, assignment: str, trace: str, version: str | None, attachments: list[str]
 ) -> None:
+    # A URL no UTF-8 can hold (a lone surrogate from a JSON escape) never gets this far: its event's
+    # row cannot be staged, so ingest dead-letters the body (the property above).
+    assume(all(_storable(url) for url in attachments))
     pairs = list({media_id(trace, url): url for url in attachments}.items())
     targets = attachment_targets(
         status_subtype=subtype,
@@ -201,3 +205,11 @@ def test_the_strategies_reach_past_the_parser() -> None:
     budget = settings(max_examples=2000, database=None, phases=[Phase.generate])
     assert valid(find(event_documents(), valid, settings=budget))
     assert unstageable(find(event_documents(), unstageable, settings=budget))
+
+
+def _storable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
