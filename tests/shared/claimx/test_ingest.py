@@ -181,7 +181,7 @@ def hostile_claimx_lines() -> dict[str, str | bytes]:
         "a body over the limit": claimx_body("PROJECT_CREATED", 108, AT, note="x" * 300_000),
         "a BOM before a valid body": b"\xef\xbb\xbf" + claimx_body("PROJECT_CREATED", 109, AT).encode(),
         "text with a lone surrogate (a body handed on as text)": '{"eventType": "PROJECT_CREATED", '
-        '"projectId": 110, "n": "\ud800"}',
+        '"projectId": 110, "masterFileName": "\ud800"}',
     }
 
 
