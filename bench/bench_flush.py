@@ -26,6 +26,7 @@ from deltalake import write_deltalake
 
 from claimsflow.azurite import Azurite
 from shared.config import Settings
+from shared.lake.reader import count_rows
 from shared.runtime import Runtime
 from shared.xact.tables import XACT_ATTACHMENTS
 
@@ -158,10 +159,8 @@ def main() -> None:
             flush_times.append(median_seconds(flush, repeats=1))
         flush_s = statistics.median(flush_times)
 
-        rows_now = (
-            pl.scan_delta(writer.uri, storage_options=writer.storage_options).select(pl.len()).collect()
-        )
-        print(f"table now holds {rows_now.item():,} rows; medians of {REPEATS} (flush: of 3)")
+        rows_now = count_rows(writer.uri, writer.storage_options)
+        print(f"table now holds {rows_now:,} rows; medians of {REPEATS} (flush: of 3)")
         report = [
             (f"(a) raw write_deltalake append of {BATCH:,} rows", append_s),
             (f"(b) DeltaWriter MERGE of {BATCH:,} rows, 2 recent days", merge_s),

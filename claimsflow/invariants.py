@@ -18,6 +18,7 @@ from shared.claimx.ingest import instance_id as claimx_instance_id
 from shared.claimx.tables import CLAIMX_ATTACHMENTS, CLAIMX_ATTACHMENTS_FAILED, CLAIMX_EVENTS
 from shared.ids import event_id, xact_instance_id
 from shared.invariants import DomainRun, EventInstance, InvariantReport, check_invariants
+from shared.lake.reader import read_delta
 from shared.lake.tables import TableSpec
 from shared.xact import invariants as xact_invariants
 from shared.xact.activities import ENRICH_STAGE as XACT_ENRICH_STAGE
@@ -33,7 +34,7 @@ def read_table(runtime: Runtime, spec: TableSpec, columns: list[str]) -> pl.Data
     """The table's rows (only ``columns``), or none when nothing was ever flushed to it."""
     writer = runtime.lakehouse.writer(spec)
     try:
-        return pl.read_delta(writer.uri, storage_options=writer.storage_options, columns=columns)
+        return read_delta(writer.uri, writer.storage_options, columns=columns)
     except TableNotFoundError:
         return pl.DataFrame(schema={c: spec.schema[c] for c in columns})
 

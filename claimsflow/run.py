@@ -33,7 +33,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.blob import BlobServiceClient
 from deltalake.exceptions import TableNotFoundError
@@ -45,6 +44,7 @@ from claimsflow.runs import RunRecord, RunStore, fingerprint, new_start
 from claimsflow.samples import default_world, generate
 from shared import metrics
 from shared.config import Settings
+from shared.lake.reader import count_rows
 from shared.runtime import reset_runtime
 from shared.storage import LakeLocation, StorageFactory
 
@@ -450,7 +450,7 @@ def _report(
     for spec in LAKE_TABLES:
         location = tables_root.child(spec.name)
         try:
-            rows = pl.scan_delta(location.uri, storage_options=options).select(pl.len()).collect().item()
+            rows = count_rows(location.uri, options)
         except TableNotFoundError:  # never created: nothing was staged for it
             rows = 0
         tables[spec.name] = {"uri": location.uri, "rows": int(rows)}

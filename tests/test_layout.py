@@ -6,6 +6,7 @@ Every import counts, including those under ``TYPE_CHECKING`` and inside function
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,3 +154,19 @@ def test_every_sub_package_says_what_it_owns_and_may_import(package: Path) -> No
     docstring = ast.get_docstring(ast.parse((package / "__init__.py").read_text(encoding="utf-8")))
     assert docstring, f"{package.name} has no docstring"
     assert "May import" in docstring, f"{package.name} does not say what it may import"
+
+
+POLARS_DELTA_READERS = re.compile(r"\b(?:pl|polars)\.(?:read_delta|scan_delta)\(")
+
+
+def test_delta_tables_are_read_through_the_one_reader() -> None:
+    """polars' own Delta reader leaves a thread calling getenv that a later setenv can crash
+    (shared/lake/reader.py says how); everything reads through ``shared.lake.reader`` instead."""
+    sources = [
+        path
+        for folder in ("shared", "plugins", "functions", "local_host", "claimsflow", "tests", "bench")
+        for path in (ROOT / folder).rglob("*.py")
+    ]
+    assert len(sources) > 100  # the walk found the tree
+    offenders = [str(p.relative_to(ROOT)) for p in sources if POLARS_DELTA_READERS.search(p.read_text())]
+    assert offenders == [], offenders

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import polars as pl
 import typer
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from claimsflow.ops.common import AppUrl, AsJson, RunName, run, target_of
 from claimsflow.ops.render import emit_json, fail, table
 from claimsflow.ops.target import DeployedApp, Target
+from shared.lake.reader import read_delta
 from shared.storage import LakeLocation, StorageFactory
 
 tables_app = typer.Typer(
@@ -49,17 +49,10 @@ def show(
         root = LakeLocation.parse(settings.lake_tables_uri)
         options = StorageFactory(settings).delta_storage_options(root)
         try:
-            frame = pl.scan_delta(root.child(name).uri, storage_options=options)
-            if where:
-                frame = frame.filter(pl.sql_expr(where))
-            rows = frame.head(limit).collect()
+            rows = read_delta(root.child(name).uri, options, where=where, limit=limit)
         except TableNotFoundError:
             raise fail(f"{name} has no rows yet (the table is created by the first flush)") from None
-        except (
-            pl.exceptions.SQLSyntaxError,
-            pl.exceptions.ColumnNotFoundError,
-            pl.exceptions.SQLInterfaceError,
-        ) as exc:
+        except DeltaError as exc:  # the query engine refused the condition
             raise fail(f"--where is not a condition on {name}'s columns: {exc}") from None
     if as_json:
         emit_json(rows.to_dicts())

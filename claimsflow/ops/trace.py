@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import polars as pl
 import typer
 from azure.core.exceptions import ResourceNotFoundError
 from deltalake.exceptions import TableNotFoundError
@@ -23,6 +22,7 @@ from shared.claimx import tables as claimx_tables
 from shared.claimx.ingest import instance_id as claimx_instance_id
 from shared.domains import Domain
 from shared.ids import event_id, xact_instance_id
+from shared.lake.reader import read_delta, text_in
 from shared.lake.tables import TableSpec
 from shared.storage import LakeLocation, StorageFactory
 from shared.xact import tables as xact_tables
@@ -70,8 +70,7 @@ def delta_rows(settings: Any, name: str, column: str, values: list[str]) -> list
     root = LakeLocation.parse(settings.lake_tables_uri)
     options = StorageFactory(settings).delta_storage_options(root)
     try:
-        frame = pl.scan_delta(root.child(name).uri, storage_options=options)
-        return frame.filter(pl.col(column).cast(pl.String).is_in(values)).collect().to_dicts()
+        return read_delta(root.child(name).uri, options, where=text_in(column, values)).to_dicts()
     except TableNotFoundError:
         return []
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import polars as pl
 import pytest
 from azure.storage.blob import BlobServiceClient
 from typer.testing import CliRunner
@@ -16,6 +15,7 @@ from typer.testing import CliRunner
 from claimsflow.azurite import Azurite
 from claimsflow.cli import app
 from claimsflow.simulator import expected_bytes
+from shared.lake.reader import read_delta
 from shared.runtime import reset_runtime
 from tests.e2e.harness import s3_url, xact_body
 
@@ -93,9 +93,7 @@ def test_run_with_event_file_world_and_redelivery(on_session_azurite: None, tmp_
     }
 
     options = report["storage_options"]
-    tables = {
-        name: pl.read_delta(info["uri"], storage_options=options) for name, info in report["tables"].items()
-    }
+    tables = {name: read_delta(info["uri"], options) for name, info in report["tables"].items()}
     assert {name: info["rows"] for name, info in report["tables"].items()} == {
         name: frame.height for name, frame in tables.items()
     }
@@ -221,9 +219,7 @@ def test_run_with_claimx_events_world_and_report(on_session_azurite: None, tmp_p
     }
     assert claimx_tables <= set(report["tables"])
     options = report["storage_options"]
-    frames = {
-        name: pl.read_delta(report["tables"][name]["uri"], storage_options=options) for name in claimx_tables
-    }
+    frames = {name: read_delta(report["tables"][name]["uri"], options) for name in claimx_tables}
     assert {name: report["tables"][name]["rows"] for name in claimx_tables} == {
         name: frame.height for name, frame in frames.items()
     }

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import polars as pl
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
 from claimsflow.azurite import REPO_ROOT, Azurite
+from shared.lake.reader import read_delta
 from shared.runtime import LAKE_TABLES
 from shared.storage import AZURITE_BLOB_URL_VARIABLE, parse_connection_string
 
@@ -96,7 +96,7 @@ def read_outcome(report: dict[str, Any], run_name: str) -> Outcome:
     )
     tables: dict[str, list[tuple[Any, ...]]] = {}
     for name, info in report["tables"].items():
-        frame = pl.read_delta(info["uri"], storage_options=options)
+        frame = read_delta(info["uri"], options)
         ignored = PROCESSING_TIME_COLUMNS | (PROVENANCE_COLUMNS if LAKE_TABLES.spec(name).version else set())
         frame = frame.drop([c for c in frame.columns if c in ignored])
         tables[name] = sorted(tuple(row) for row in frame.iter_rows())

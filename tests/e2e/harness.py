@@ -15,6 +15,7 @@ from claimsflow.simulator import AttachmentSimulator
 from local_host import LocalHost, VirtualClock
 from shared.config import Settings
 from shared.lake.flush import FlushStatus
+from shared.lake.reader import read_delta
 from shared.runtime import Runtime, get_runtime, reset_runtime
 from shared.state.deadletter import DeadLetter
 from shared.storage import LakeLocation, StorageFactory
@@ -91,7 +92,7 @@ class Pipeline:
     def table(self, name: str) -> pl.DataFrame:
         root = LakeLocation.parse(self.settings.lake_tables_uri)
         options = StorageFactory(self.settings).delta_storage_options(root)
-        return pl.read_delta(root.child(name).uri, storage_options=options)
+        return read_delta(root.child(name).uri, options)
 
     def files(self, uri: str | None = None) -> dict[str, bytes]:
         """Files under ``uri`` (default the XACT attachments root), by path below it."""

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from claimsflow.azurite import Azurite
 from claimsflow.cli import app
 from claimsflow.simulator import expected_bytes
+from shared.lake.reader import read_delta
 from shared.runtime import reset_runtime
 from tests.hostile import S3_HOST, body, issue_lines
 
@@ -88,7 +89,7 @@ def everything(connection_string: str) -> set[tuple[str, str]]:
 def tables(report: dict[str, Any]) -> dict[str, pl.DataFrame]:
     options = report["storage_options"]
     return {
-        name: pl.read_delta(info["uri"], storage_options=options)
+        name: read_delta(info["uri"], options)
         for name, info in report["tables"].items()
         if name.startswith("xact_") and info["rows"]
     }

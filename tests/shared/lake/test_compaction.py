@@ -12,6 +12,7 @@ from shared.lake.compaction import CompactionResult, CompactionStatus
 from shared.lake.delta_writer import DeltaWriter, MergeMetrics
 from shared.lake.flush import FlushStatus
 from shared.lake.lakehouse import Lakehouse
+from shared.lake.reader import read_delta
 from shared.storage import LakeLocation
 from shared.xact.tables import XACT_ATTACHMENTS, XACT_EVENTS
 
@@ -49,11 +50,11 @@ def test_compaction_reduces_files_vacuums_and_checkpoints(make_lakehouse: Callab
     names = [b.name for b in container.list_blobs(name_starts_with=f"{location.path}/_delta_log/")]
     assert any(n.endswith(f"{result.checkpoint_version:020d}.checkpoint.parquet") for n in names)
     assert any(n.endswith("_last_checkpoint") for n in names)
-    frame = pl.read_delta(writer.uri, storage_options=writer.storage_options)
+    frame = read_delta(writer.uri, writer.storage_options)
     assert frame.height == 60 and frame["media_id"].n_unique() == 60
     # the flush goes on after a compaction with its kept table
     flush_in_small_commits(lh, 1, first=100)
-    assert pl.read_delta(writer.uri, storage_options=writer.storage_options).height == 70
+    assert read_delta(writer.uri, writer.storage_options).height == 70
 
 
 def test_default_retention_keeps_recent_files(make_lakehouse: Callable[..., Lakehouse]) -> None:

@@ -15,6 +15,7 @@ from shared.lake.delta_writer import (
     merge_predicate,
     upsert_updates,
 )
+from shared.lake.reader import read_delta
 from shared.lake.tables import TableSpec, WriteMode
 from shared.storage import StorageFactory
 from shared.xact.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED, XACT_EVENTS
@@ -29,7 +30,7 @@ def writer_for(settings: Settings, spec: TableSpec) -> DeltaWriter:
 
 
 def read(writer: DeltaWriter) -> pl.DataFrame:
-    return pl.read_delta(writer.uri, storage_options=writer.storage_options)
+    return read_delta(writer.uri, writer.storage_options)
 
 
 def event(trace_id: str, day: int = 1, **extra: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pytest
 from shared.lake.delta_writer import DeltaWriter, MergeMetrics
 from shared.lake.flush import FlushResult, FlushStatus, flush_table
 from shared.lake.lakehouse import Lakehouse
+from shared.lake.reader import read_delta
 from shared.lake.staging import StagedRow, StagingTable
 from shared.lake.tables import TableSpec, WriteMode
 from shared.xact.tables import XACT_ATTACHMENTS, XACT_ATTACHMENTS_FAILED, XACT_EVENTS
@@ -24,7 +25,7 @@ T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 
 def rows_in(lakehouse: Lakehouse, spec: TableSpec) -> pl.DataFrame:
     writer = lakehouse.writer(spec)
-    return pl.read_delta(writer.uri, storage_options=writer.storage_options)
+    return read_delta(writer.uri, writer.storage_options)
 
 
 def attachment(media_id: str, day: int = 1, **extra: Any) -> dict[str, Any]:
