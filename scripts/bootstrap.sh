@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs everything claimsflow needs on a fresh machine: a Python venv in .venv (runtime + dev
-# requirements, the project itself with its `claimsflow` command), Azurite from npm in .tools/, and
-# the tools of the offline infrastructure checks (checkov, the Kusto language service).
-# Safe to run again: it only installs what is missing or changed.
+# Installs what claimsflow needs on a fresh machine: a Python venv in .venv (runtime + dev
+# requirements, the project itself with its `claimsflow` command) and Azurite from npm in .tools/;
+# with --checks also the tools of the offline infrastructure checks (checkov, the Kusto language
+# service), which only the tests use. Safe to run again: it only installs what is missing or changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +29,10 @@ if [ ! -x .tools/node_modules/.bin/azurite ]; then
   step "installing Azurite (the storage emulator) from npm into .tools"
   mkdir -p .tools
   (cd .tools && npm install --silent --no-audit --no-fund --no-save azurite@3.35.0 >/dev/null)
+fi
+
+if [ "${1:-}" != "--checks" ]; then
+  exit 0
 fi
 
 # checkov for the offline IaC checks (tests/infra), in its own venv: its pins clash with the app's.

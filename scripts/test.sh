@@ -3,7 +3,7 @@
 # (unit, azurite, e2e), lint and type checks. Azurite is started by the test session itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+scripts/bootstrap.sh --checks
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

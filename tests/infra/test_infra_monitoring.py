@@ -117,7 +117,7 @@ def _kql_tools() -> Path:
     service = KQL_TOOLS / "node_modules" / "@kusto" / "language-service-next" / "bridge.js"
     installed = KQL_TOOLS / ".installed"
     assert service.exists() and installed.exists() and installed.read_text() == KQL_PACKAGE.read_text(), (
-        "the Kusto language service is missing or outdated: run scripts/bootstrap.sh"
+        "the Kusto language service is missing or outdated: run scripts/bootstrap.sh --checks"
     )
     return KQL_TOOLS
 

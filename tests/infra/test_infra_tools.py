@@ -1,6 +1,6 @@
 """External linters over the IaC: checkov (Bicep + Terraform) and ``terraform fmt -check``.
 
-checkov runs from its own venv in .tools/checkov (scripts/bootstrap.sh; its pins clash with the
+checkov runs from its own venv in .tools/checkov (scripts/bootstrap.sh --checks; its pins clash with the
 app's), created here too if a machine skipped the bootstrap.
 """
 
